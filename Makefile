@@ -1,0 +1,72 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Everything installs into .venv from pyproject.toml, pinned by constraints.txt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+COUNT  ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run serve test lint typecheck pytest migrate rollback migration \
+        migrate-status db-start db-stop db-url lock bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the service with its dev tools
+
+run: install ## embedded PostgreSQL + migrations + sample data, then serve on 127.0.0.1:8000
+	$(BIN)/deals migrate apply
+	$(BIN)/deals serve
+
+serve: install ## serve without migrating (DATABASE_URL or the embedded server)
+	$(BIN)/deals serve
+
+test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
+
+lint: install ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+pytest: install ## the test suite against a real PostgreSQL
+	$(BIN)/pytest
+
+migrate: install ## apply every pending migration
+	$(BIN)/deals migrate apply
+
+migrate-status: install ## list applied and pending migrations
+	$(BIN)/deals migrate status
+
+rollback: install ## roll back the newest COUNT migrations (default 1)
+	$(BIN)/deals migrate rollback --count $(COUNT)
+
+migration: install ## create the next migration: make migration NAME=add_something
+	@test -n "$(NAME)" || (echo "usage: make migration NAME=what_it_does" && exit 2)
+	$(BIN)/deals migrate new $(NAME)
+
+db-start: install ## start the embedded PostgreSQL (data in .data/)
+	$(BIN)/deals db start
+
+db-stop: install ## stop the embedded PostgreSQL
+	$(BIN)/deals db stop
+
+db-url: install ## print the database URL
+	$(BIN)/deals db url
+
+lock: ## re-pin constraints.txt from a fresh resolve of pyproject.toml
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable > constraints.txt
+	rm -rf .lock-venv
+
+clean: ## remove .venv and caches (keeps .data/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
