@@ -1,0 +1,81 @@
+"""yoyo-migrations over the plain SQL files in migrations/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yoyo import get_backend, read_migrations
+
+from service import MIGRATIONS_DIR
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    id: str
+    applied: bool
+
+
+def yoyo_url(database_url: str) -> str:
+    """yoyo picks its driver from the scheme: psycopg 3 for PostgreSQL."""
+    scheme, rest = database_url.split("://", 1)
+    if scheme in {"postgres", "postgresql"}:
+        scheme = "postgresql+psycopg"
+    return f"{scheme}://{rest}"
+
+
+def migration_ids(directory: Path = MIGRATIONS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.sql") if not p.stem.endswith(".rollback"))
+
+
+@contextmanager
+def _open(database_url: str, directory: Path) -> Iterator[tuple[Any, Any]]:
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        yield backend, read_migrations(str(directory))
+    finally:
+        backend.connection.close()
+
+
+def apply(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    with _open(database_url, directory) as (backend, migrations), backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]
+
+
+def rollback(
+    database_url: str, count: int | None = 1, directory: Path = MIGRATIONS_DIR
+) -> list[str]:
+    """Roll back the newest `count` applied migrations (all of them when None)."""
+    with _open(database_url, directory) as (backend, migrations), backend.lock():
+        applied = backend.to_rollback(migrations)
+        chosen = applied if count is None else applied[:count]
+        backend.rollback_migrations(chosen)
+    return [m.id for m in chosen]
+
+
+def status(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
+    with _open(database_url, directory) as (backend, migrations):
+        applied = {m.id for m in backend.to_rollback(migrations)}
+        return [MigrationState(m.id, m.id in applied) for m in migrations]
+
+
+def new(name: str, directory: Path = MIGRATIONS_DIR) -> tuple[Path, Path]:
+    """Create the next numbered migration and its rollback, depending on the newest one."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise ValueError("a migration needs a name made of letters or digits")
+    ids = migration_ids(directory)
+    number = int(ids[-1].split("_", 1)[0]) + 1 if ids else 1
+    stem = f"{number:04d}_{slug}"
+    forward = directory / f"{stem}.sql"
+    backward = directory / f"{stem}.rollback.sql"
+    depends = f"-- depends: {ids[-1]}\n" if ids else ""
+    forward.write_text(f"{depends}-- Why this change is needed, in a line or two.\n\n")
+    backward.write_text(f"-- Undo {stem} exactly.\n\n")
+    return forward, backward
