@@ -1,0 +1,87 @@
+"""The asyncpg pool, owned by the app's lifespan, and the per-request connection.
+
+The service starts even when the database is down: the pool then opens
+connections on demand, so it recovers by itself when the database returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from service.errors import translate
+from service.settings import Settings, redact_url
+
+log = logging.getLogger("service.db")
+
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.database_url:
+            raise ValueError("Database needs a DATABASE_URL")
+        self.settings = settings
+        self.url = settings.database_url
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._pool is None:
+            raise RuntimeError("the database pool is not open")
+        return self._pool
+
+    def _make_pool(self, min_size: int) -> asyncpg.Pool[asyncpg.Record]:
+        s = self.settings
+        return asyncpg.create_pool(
+            self.url,
+            min_size=min_size,
+            max_size=s.pool_max_size,
+            timeout=s.pool_acquire_timeout,  # connect timeout
+            command_timeout=None,
+            max_inactive_connection_lifetime=300,
+            server_settings={
+                "application_name": "deals-api",
+                "statement_timeout": str(s.statement_timeout_ms),
+            },
+        )
+
+    async def open(self) -> None:
+        try:
+            self._pool = await self._make_pool(self.settings.pool_min_size)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning(
+                "database %s is not reachable at start-up (%s); serving anyway, "
+                "connections open on demand",
+                redact_url(self.url),
+                exc.__class__.__name__,
+            )
+            self._pool = await self._make_pool(0)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection, within the acquire timeout, or a 503."""
+        try:
+            conn = await self.pool.acquire(timeout=self.settings.pool_acquire_timeout)
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside one transaction: committed on success, rolled back on error."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn

@@ -1,0 +1,78 @@
+"""GET /health, /health/live and /health/ready."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from litestar import Controller, get
+from litestar.datastructures import State
+
+from service.db import Connection, Database
+from service.errors import RETRY_AFTER, ServiceUnavailable, error_responses, translate
+from service.migrations import migration_ids
+from service.sqlcat import q
+
+PING = q("ping")
+APPLIED_MIGRATIONS = q("applied_migrations")
+EXPECTED_MIGRATIONS = tuple(migration_ids())
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    status: str
+    migrations: int
+
+
+async def ping(conn: Connection) -> int:
+    value: int = await conn.fetchval(PING.sql)
+    return value
+
+
+async def applied_migrations(conn: Connection) -> list[str]:
+    rows = await conn.fetch(APPLIED_MIGRATIONS.sql)
+    return [row["migration_id"] for row in rows]
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]  # noqa: RUF012
+
+    @get("/", summary="Database health", responses=error_responses(503, 504))
+    async def health(self, state: State) -> Health:
+        """200 when the database answers a query, 503 when it does not."""
+        db: Database = state.db
+        try:
+            async with db.connection() as conn:
+                await ping(conn)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return Health(status="ok")
+
+    @get("/live", summary="Liveness")
+    async def live(self) -> Health:
+        """200 whenever the process answers; no database involved."""
+        return Health(status="ok")
+
+    @get("/ready", summary="Readiness", responses=error_responses(503, 504))
+    async def ready(self, state: State) -> Readiness:
+        """200 when the pool reaches the database and every migration is applied."""
+        db: Database = state.db
+        try:
+            async with db.connection() as conn:
+                applied = await applied_migrations(conn)
+        except asyncpg.UndefinedTableError:
+            applied = []
+        except Exception as exc:
+            raise translate(exc) from exc
+        missing = [m for m in EXPECTED_MIGRATIONS if m not in applied]
+        if missing:
+            raise ServiceUnavailable(
+                f"{len(missing)} migration(s) not applied",
+                code="NOT_MIGRATED",
+                details=missing,
+                headers=RETRY_AFTER,
+            )
+        return Readiness(status="ok", migrations=len(applied))

@@ -1,0 +1,118 @@
+"""The SQL catalogue: every named query of sql/*.sql, parsed once at start-up.
+
+A query starts at a header line `-- name: list_deals :many`; the comment
+lines right under it are its documentation; the SQL runs to the next
+header. The text sent to PostgreSQL keeps the header, so the server log
+and pg_stat_statements show which named query ran.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from service import SQL_DIR
+
+Kind = Literal["one", "many", "val", "exec", "execrows"]
+KINDS: frozenset[str] = frozenset({"one", "many", "val", "exec", "execrows"})
+
+HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?P<kind>\w+)\s*$")
+PLACEHOLDER = re.compile(r"\$(\d+)")
+STRIP = re.compile(r"'(?:[^']|'')*'|--[^\n]*")
+
+
+class CatalogueError(ValueError):
+    """sql/ holds a query the service refuses to start with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    kind: Kind
+    sql: str  # the header line and the statement, as sent to PostgreSQL
+    doc: str
+    file: str
+    line: int
+    params: int  # number of $n placeholders
+
+    @property
+    def summary(self) -> str:
+        return self.doc.splitlines()[0] if self.doc else ""
+
+
+def parse_file(path: Path) -> list[Query]:
+    queries: list[Query] = []
+    current: dict[str, object] | None = None
+    body: list[str] = []
+    doc: list[str] = []
+
+    def finish() -> None:
+        if current is None:
+            return
+        statement = "\n".join(body).strip().rstrip(";").strip()
+        name = str(current["name"])
+        if not statement:
+            raise CatalogueError(f"{path.name}:{current['line']}: query {name} has no SQL")
+        numbers = {int(n) for n in PLACEHOLDER.findall(STRIP.sub("", statement))}
+        if numbers != set(range(1, len(numbers) + 1)):
+            raise CatalogueError(
+                f"{path.name}:{current['line']}: query {name} has a gap in its $n placeholders"
+            )
+        queries.append(
+            Query(
+                name=name,
+                kind=current["kind"],  # type: ignore[arg-type]
+                sql=f"-- name: {name} :{current['kind']}\n{statement}",
+                doc="\n".join(doc),
+                file=path.name,
+                line=int(str(current["line"])),
+                params=len(numbers),
+            )
+        )
+
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = HEADER.match(line.strip())
+        if match:
+            finish()
+            kind = match["kind"]
+            if kind not in KINDS:
+                raise CatalogueError(f"{path.name}:{lineno}: unknown kind :{kind}")
+            current, body, doc = {"name": match["name"], "kind": kind, "line": lineno}, [], []
+            continue
+        if current is None:
+            continue
+        stripped = line.strip()
+        if not body and stripped.startswith("--"):
+            doc.append(stripped[2:].strip())
+        elif body or stripped:
+            body.append(line)
+    finish()
+    return queries
+
+
+def load(directory: Path = SQL_DIR) -> MappingProxyType[str, Query]:
+    found: dict[str, Query] = {}
+    for path in sorted(directory.glob("*.sql")):
+        for query in parse_file(path):
+            if query.name in found:
+                other = found[query.name]
+                raise CatalogueError(
+                    f"duplicate query name {query.name}: {other.file}:{other.line} "
+                    f"and {query.file}:{query.line}"
+                )
+            found[query.name] = query
+    return MappingProxyType(found)
+
+
+CATALOGUE = load()
+
+
+def q(name: str) -> Query:
+    """The named query; a typo fails at import time of the calling module."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise CatalogueError(f"no query named {name} in {SQL_DIR}") from None
