@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> Litestar:
             use_handler_docstrings=True,
         ),
         debug=False,
+        logging_config=None,  # logging is configured once, by configure_logging
     )
 
 

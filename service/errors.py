@@ -8,7 +8,6 @@ unexpected becomes a 500 whose detail goes only to the log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -133,14 +132,14 @@ def translate(exc: BaseException) -> ApiError:
             cls, code, message = entry
             headers = RETRY_AFTER if cls is ServiceUnavailable else None
             return cls(message, code=code, headers=headers)
-    elif isinstance(exc, CONNECTION_ERRORS):
-        return ServiceUnavailable("the database is unreachable", headers=RETRY_AFTER)
-    elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    elif isinstance(exc, TimeoutError):  # before OSError, its base class
         return ServiceUnavailable(
             "no database connection became free in time",
             code="POOL_TIMEOUT",
             headers=RETRY_AFTER,
         )
+    elif isinstance(exc, CONNECTION_ERRORS):
+        return ServiceUnavailable("the database is unreachable", headers=RETRY_AFTER)
     return ApiError("an unexpected error happened; it has been logged")
 
 
