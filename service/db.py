@@ -12,14 +12,22 @@ from contextlib import asynccontextmanager
 from typing import TypeAlias
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
-from service.errors import translate
+from service.errors import RETRY_AFTER, ServiceUnavailable, translate
 from service.settings import Settings, redact_url
 
 log = logging.getLogger("service.db")
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+class PoolGauges(msgspec.Struct, frozen=True):
+    size: int
+    idle: int
+    max: int
+    waiting: int
 
 
 class Database:
@@ -29,6 +37,7 @@ class Database:
         self.settings = settings
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._waiting = 0
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -68,13 +77,39 @@ class Database:
             pool, self._pool = self._pool, None
             await pool.close()
 
+    def gauges(self) -> PoolGauges:
+        """Pool figures for health pages and, later, Prometheus gauges."""
+        pool = self._pool
+        if pool is None:
+            return PoolGauges(size=0, idle=0, max=self.settings.pool_max_size, waiting=0)
+        return PoolGauges(
+            size=pool.get_size(),
+            idle=pool.get_idle_size(),
+            max=pool.get_max_size(),
+            waiting=self._waiting,
+        )
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection, within the acquire timeout, or a 503."""
+        """A pooled connection within the acquire timeout, or a 503 with Retry-After.
+
+        When more requests already wait than POOL_MAX_WAITERS, the excess is shed
+        at once instead of queueing: the queue stays short, so the requests that
+        are served keep a bounded latency.
+        """
+        if self._waiting >= self.settings.pool_max_waiters:
+            raise ServiceUnavailable(
+                "the service is overloaded; retry shortly",
+                code="OVERLOADED",
+                headers=RETRY_AFTER,
+            )
+        self._waiting += 1
         try:
             conn = await self.pool.acquire(timeout=self.settings.pool_acquire_timeout)
         except Exception as exc:
             raise translate(exc) from exc
+        finally:
+            self._waiting -= 1
         try:
             yield conn
         finally:

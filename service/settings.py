@@ -22,6 +22,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_min_size: int = 2
     pool_max_size: int = 10
     pool_acquire_timeout: float = 2.0
+    pool_max_waiters: int = 100
     statement_timeout_ms: int = 5000
     log_level: str = "info"
     stats_cache_seconds: float = 0.0
@@ -67,6 +68,7 @@ ENV_VARS: dict[str, tuple[str, type]] = {
     "POOL_MIN_SIZE": ("pool_min_size", int),
     "POOL_MAX_SIZE": ("pool_max_size", int),
     "POOL_ACQUIRE_TIMEOUT": ("pool_acquire_timeout", float),
+    "POOL_MAX_WAITERS": ("pool_max_waiters", int),
     "STATEMENT_TIMEOUT_MS": ("statement_timeout_ms", int),
     "LOG_LEVEL": ("log_level", str),
     "STATS_CACHE_SECONDS": ("stats_cache_seconds", float),

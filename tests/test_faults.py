@@ -1,0 +1,122 @@
+"""Faults the service must survive: no connection free, slow queries, unexpected errors, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.cli import main
+from service.db import Database
+from service.settings import Settings
+from tests.inloop import app_and_client, database_of
+from tests.test_health import assert_error
+
+
+async def test_pool_acquire_timeout_gives_503(database_url: str) -> None:
+    settings = Settings(
+        database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.3
+    )
+    async with app_and_client(settings) as (app, client):
+        async with database_of(app).connection():  # the only connection is busy
+            response = await client.get("/health")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert_error(response.json(), "POOL_TIMEOUT")
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_overload_is_shed_at_once_beyond_the_waiters_limit(database_url: str) -> None:
+    settings = Settings(
+        database_url=database_url,
+        pool_min_size=1,
+        pool_max_size=1,
+        pool_acquire_timeout=0.5,
+        pool_max_waiters=2,
+    )
+    async with app_and_client(settings) as (app, client):
+        async with database_of(app).connection():
+            responses = await asyncio.gather(*(client.get("/health") for _ in range(6)))
+        codes = sorted(r.json()["error"]["code"] for r in responses)
+        assert codes == ["OVERLOADED"] * 4 + ["POOL_TIMEOUT"] * 2
+        assert all(r.status_code == 503 and r.headers["retry-after"] == "1" for r in responses)
+        assert database_of(app).gauges().waiting == 0
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_statement_timeout_gives_504(
+    database_url: str, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    settings = Settings(database_url=database_url, pool_min_size=1, statement_timeout_ms=200)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        async with conn.transaction():
+            # The readiness query waits on this lock until the statement timeout stops it.
+            await conn.execute("LOCK TABLE _yoyo_migration IN ACCESS EXCLUSIVE MODE")
+            response = await client.get("/health/ready")
+        assert response.status_code == 504
+        assert_error(response.json(), "STATEMENT_TIMEOUT")
+        assert "_yoyo_migration" not in response.text
+        assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_unexpected_error_gives_500_without_sql_or_trace(
+    database_url: str,
+    conn: asyncpg.Connection[asyncpg.Record],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await conn.execute("ALTER TABLE _yoyo_migration RENAME COLUMN migration_id TO renamed")
+    settings = Settings(database_url=database_url, pool_min_size=1)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        with caplog.at_level(logging.ERROR, logger="service.errors"):
+            response = await client.get("/health/ready")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {
+            "code": "INTERNAL_ERROR",
+            "message": "an unexpected error happened; it has been logged",
+        }
+    }
+    assert "Traceback" in caplog.text
+    assert "migration_id" in caplog.text  # the detail is in the log, not the body
+
+
+SECRET = "pw-s3cret-9f2c"
+
+
+async def test_password_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"postgresql://deals:{SECRET}@127.0.0.1:1/deals"
+    settings = Settings(database_url=url, pool_min_size=1, pool_acquire_timeout=0.5)
+    with caplog.at_level(logging.DEBUG):
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            response = await client.get("/health")
+            assert response.status_code == 503
+            assert SECRET not in response.text
+    assert SECRET not in caplog.text
+    assert "deals:***@127.0.0.1:1" in caplog.text
+
+
+def test_db_url_hides_the_password_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://deals:{SECRET}@db.internal:5432/deals")
+    assert main(["db", "url"]) == 0
+    assert capsys.readouterr().out.strip() == "postgresql://deals:***@db.internal:5432/deals"
+    assert main(["db", "url", "--show-password"]) == 0
+    assert SECRET in capsys.readouterr().out
+
+
+async def test_gauges_report_the_pool(database_url: str) -> None:
+    db = Database(Settings(database_url=database_url, pool_min_size=2, pool_max_size=3))
+    await db.open()
+    try:
+        async with db.connection():
+            gauges = db.gauges()
+        assert (gauges.size, gauges.idle, gauges.max, gauges.waiting) == (2, 1, 3, 0)
+    finally:
+        with contextlib.suppress(Exception):
+            await db.close()
