@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -33,6 +34,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     os.environ["DATABASE_URL"] = database_url(settings)
+    # uvicorn drains requests in flight on SIGTERM, then re-raises the signal;
+    # a graceful stop is a success, so the re-raised signal is absorbed: exit 0.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,

@@ -1,0 +1,136 @@
+"""The database goes away and comes back under a running service; SIGTERM drains requests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from service import migrations
+from service.embedded import EmbeddedPostgres
+from service.settings import Settings
+from tests.inloop import app_and_client
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
+    server = EmbeddedPostgres(tmp_path / "pg")
+    migrations.apply(server.start())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def get(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    # A hang guard, not a speed assertion: a request must never block forever.
+    return await asyncio.wait_for(client.get(path), timeout=15)
+
+
+async def eventually_ok(client: httpx.AsyncClient, path: str) -> int:
+    """Attempts until 200 (at most 40); returns how many it took."""
+    for attempt in range(1, 41):
+        if (await get(client, path)).status_code == 200:
+            return attempt
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{path} did not recover")
+
+
+def settings_for(server: EmbeddedPostgres) -> Settings:
+    return Settings(database_url=server.url(), pool_min_size=2, pool_acquire_timeout=1.0)
+
+
+async def test_database_restart_under_running_service(own_server: EmbeddedPostgres) -> None:
+    async with app_and_client(settings_for(own_server)) as (_app, client):
+        assert (await get(client, "/health")).status_code == 200
+
+        own_server.stop()
+        for path in ("/health", "/health/ready"):
+            down = await get(client, path)
+            assert down.status_code == 503
+            assert down.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+            assert down.headers["retry-after"] == "1"
+
+        own_server.start()
+        await eventually_ok(client, "/health")
+        assert (await get(client, "/health/ready")).status_code == 200
+
+
+async def test_service_starts_while_database_is_down(own_server: EmbeddedPostgres) -> None:
+    own_server.stop()
+    async with app_and_client(settings_for(own_server)) as (_app, client):
+        assert (await get(client, "/health/live")).status_code == 200
+        assert (await get(client, "/health")).status_code == 503
+        assert (await get(client, "/health/ready")).status_code == 503
+        own_server.start()
+        await eventually_ok(client, "/health/ready")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited during start-up"
+        try:
+            with urllib.request.urlopen(f"{base}/health/live", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start")
+
+
+def fetch_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        status: int = response.status
+        return status
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "LOG_LEVEL": "info"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, process)
+        with psycopg.connect(database_url) as blocker, ThreadPoolExecutor(1) as pool:
+            # Hold a lock so that a readiness request is in flight when SIGTERM arrives.
+            blocker.execute("LOCK TABLE _yoyo_migration IN ACCESS EXCLUSIVE MODE")
+            in_flight = pool.submit(fetch_status, f"{base}/health/ready")
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert process.poll() is None, "the server quit with a request in flight"
+            blocker.commit()  # release the lock: the request completes
+            assert in_flight.result(timeout=30) == 200
+        assert process.wait(timeout=30) == 0
+        output = process.stdout.read().decode() if process.stdout else ""
+        assert "Application shutdown complete" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
