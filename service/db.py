@@ -93,9 +93,11 @@ class Database:
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection within the acquire timeout, or a 503 with Retry-After.
 
-        When more requests already wait than POOL_MAX_WAITERS, the excess is shed
-        at once instead of queueing: the queue stays short, so the requests that
-        are served keep a bounded latency.
+        Under overload the acquire timeout sheds what cannot be served in time
+        (FIFO, so latency stays bounded by the timeout plus the query). Beyond
+        POOL_MAX_WAITERS queued requests the excess is refused at once: a valve
+        against unbounded queues. A tight valve hurts: clients that retry at once
+        flood the event loop with cheap refusals (measured in bench/).
         """
         if self._waiting >= self.settings.pool_max_waiters:
             raise ServiceUnavailable(

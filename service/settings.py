@@ -22,7 +22,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_min_size: int = 2
     pool_max_size: int = 10
     pool_acquire_timeout: float = 2.0
-    pool_max_waiters: int = 100
+    pool_max_waiters: int = 1000
     statement_timeout_ms: int = 5000
     log_level: str = "info"
     stats_cache_seconds: float = 0.0

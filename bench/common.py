@@ -1,0 +1,237 @@
+"""Shared pieces of the benchmarks: a bench database, a server, wrk and pgbench.
+
+Benchmarks print ratios measured in one run on this machine; absolute numbers
+on a shared 2-core box are noise. Everything talks to 127.0.0.1 or unix sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from service import ROOT, migrations
+from service.embedded import EmbeddedPostgres, bin_dir
+
+OUT = ROOT / "bench" / "out"
+DEALS = [sys.executable, "-m", "service"]
+
+
+def embedded_server() -> EmbeddedPostgres:
+    """A PostgreSQL of the benchmarks' own, in bench/out/pg (not the developer's .data/)."""
+    server = EmbeddedPostgres(OUT / "pg")
+    server.start()
+    return server
+
+
+def fresh_database(server: EmbeddedPostgres, name: str) -> str:
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    url = server.url(name)
+    migrations.apply(url)
+    return url
+
+
+def generated_csv(rows: int, hotels: int = 150, seed: int = 42) -> Path:
+    """A generated deals CSV, cached in bench/out."""
+    path = OUT / f"deals-{rows}-{hotels}-{seed}.csv"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [*DEALS, "generate", "--rows", str(rows), "--hotels", str(hotels),
+             "--seed", str(seed), "-o", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def loaded_database(server: EmbeddedPostgres, rows: int) -> str:
+    """A migrated database holding `rows` generated deals (built once, then reused)."""
+    name = f"bench_{rows}"
+    url = server.url(name)
+    try:
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT count(*) FROM deals").fetchone()
+        if found is not None and found[0] == rows:
+            return url
+    except psycopg.Error:
+        pass
+    url = fresh_database(server, name)
+    csv = generated_csv(rows)
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run([*DEALS, "load", str(csv)], check=True, env=env, stdout=subprocess.DEVNULL)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def api_server(
+    database_url: str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`deals serve` on a free 127.0.0.1 port; yields (base URL, process)."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "API_PORT": str(port),
+        "API_WORKERS": str(workers),
+        "LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        command or [*DEALS, "serve"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/health/ready", process)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def p99_over_p50(self) -> float:
+        return self.p99_ms / self.p50_ms if self.p50_ms else float("inf")
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"not a wrk duration: {text}")
+    return float(match[1]) * _UNITS_MS[match[2]]
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: apt-get install wrk (Debian's package)")
+    return found
+
+
+def run_wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 2) -> LoadResult:
+    """wrk against one URL (127.0.0.1 only); requests/s and p50/p99 from --latency."""
+    assert url.startswith("http://127.0.0.1:"), "load tests talk to loopback only"
+    out = subprocess.run(
+        [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "--timeout", "10s", url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
+    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    non2xx_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors_match = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    socket_errors = sum(int(g) for g in errors_match.groups()) if errors_match else 0
+    return LoadResult(
+        requests_per_s=rps,
+        p50_ms=p50,
+        p99_ms=p99,
+        requests=total,
+        non_2xx=int(non2xx_match[1]) if non2xx_match else 0,
+        socket_errors=socket_errors,
+    )
+
+
+def run_pgbench(
+    database_url: str, script: str, *, clients: int = 32, seconds: int = 10, threads: int = 2
+) -> LoadResult:
+    """pgbench running a custom script (the same SQL the API sends) over the unix socket."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    script_path = OUT / "pgbench-script.sql"
+    script_path.write_text(script)
+    out = subprocess.run(
+        [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients),
+         "-j", str(threads), "-T", str(seconds), "-r", "--log", "--log-prefix",
+         str(OUT / "pgbench"), "-f", str(script_path), database_url],
+        check=True, capture_output=True, text=True, cwd=OUT,
+    ).stdout  # fmt: skip
+    tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
+    total = int(re.search(r"number of transactions actually processed: (\d+)", out)[1])  # type: ignore[index]
+    latencies = sorted(_pgbench_latencies_ms())
+    p50 = latencies[len(latencies) // 2] if latencies else 0.0
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
+    return LoadResult(tps, p50, p99, total, 0, 0)
+
+
+def _pgbench_latencies_ms() -> list[float]:
+    values: list[float] = []
+    for log in OUT.glob("pgbench.*"):
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                values.append(int(parts[2]) / 1000.0)
+        log.unlink()
+    return values
+
+
+def row(label: str, result: LoadResult) -> str:
+    return (
+        f"{label:<44} {result.requests_per_s:>9.0f} req/s  p50 {result.p50_ms:>7.2f} ms  "
+        f"p99 {result.p99_ms:>7.2f} ms  p99/p50 {result.p99_over_p50:>5.1f}  "
+        f"non-2xx {result.non_2xx:>6}  socket errors {result.socket_errors}"
+    )
