@@ -15,6 +15,7 @@ from litestar.types import ControllerRouterHandler
 from service.db import Database
 from service.errors import handle_exception
 from service.health import HealthController
+from service.serve import drain_middleware
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> Litestar:
             use_handler_docstrings=True,
         ),
         debug=False,
-        logging_config=None,  # logging is configured once, by configure_logging
+        logging_config=None,
+        middleware=[drain_middleware],  # logging is configured once, by configure_logging
     )
 
 

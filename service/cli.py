@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,23 +30,14 @@ def database_url(settings: Settings) -> str:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from service import serve
 
     os.environ["DATABASE_URL"] = database_url(settings)
-    # uvicorn drains requests in flight on SIGTERM, then re-raises the signal;
-    # a graceful stop is a success, so the re-raised signal is absorbed: exit 0.
-    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
-    uvicorn.run(
-        "service.app:app_from_env",
-        factory=True,
+    serve.run(
+        settings,
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
-        log_level=settings.log_level.lower(),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        timeout_graceful_shutdown=20,
     )
     return 0
 

@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     stats_cache_seconds: float = 0.0
     max_body_bytes: int = 65536
+    shutdown_drain_seconds: float = 1.0
     data_dir: Path = Path(".data")
 
     @classmethod
@@ -73,6 +74,7 @@ ENV_VARS: dict[str, tuple[str, type]] = {
     "LOG_LEVEL": ("log_level", str),
     "STATS_CACHE_SECONDS": ("stats_cache_seconds", float),
     "MAX_BODY_BYTES": ("max_body_bytes", int),
+    "SHUTDOWN_DRAIN_SECONDS": ("shutdown_drain_seconds", float),
     "DEALS_DATA_DIR": ("data_dir", Path),
 }
 

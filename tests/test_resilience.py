@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import signal
 import socket
@@ -130,6 +131,43 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str) -> N
         assert process.wait(timeout=30) == 0
         output = process.stdout.read().decode() if process.stdout else ""
         assert "Application shutdown complete" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_drains_keep_alive_connections_with_connection_close(database_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port)}
+    env["SHUTDOWN_DRAIN_SECONDS"] = "3"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", process)
+        keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        keep_alive.request("GET", "/health/live")
+        first = keep_alive.getresponse()
+        first.read()
+        assert first.status == 200
+        assert first.getheader("connection") is None
+
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # The open connection is still served, and told to close.
+        keep_alive.request("GET", "/health/live")
+        during = keep_alive.getresponse()
+        during.read()
+        assert during.status == 200
+        assert during.getheader("connection") == "close"
+        # New connections are no longer accepted.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -1,0 +1,101 @@
+"""Serving with uvicorn, plus a drain on SIGTERM so restarts lose no request.
+
+uvicorn alone closes idle keep-alive connections at once on SIGTERM; a
+client that sent its next request at that moment gets a reset (seen in
+bench/bench_resilience.py as read errors during a rolling SIGHUP restart).
+Here the first SIGTERM stops accepting, answers every request for
+SHUTDOWN_DRAIN_SECONDS with `Connection: close` so keep-alive clients move
+on cleanly, then lets uvicorn finish requests in flight and close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import multiprocess
+
+from service.settings import Settings
+
+DRAINING = threading.Event()  # set in a worker once it is shutting down
+
+
+def drain_middleware(app: Any) -> Any:
+    """ASGI middleware: while draining, every response closes its connection."""
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if not DRAINING.is_set() or scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return middleware
+
+
+class DrainingServer(uvicorn.Server):
+    drain_seconds = 1.0
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if DRAINING.is_set() or self.drain_seconds <= 0 or not hasattr(self, "_loop"):
+            super().handle_exit(sig, frame)
+            return
+        DRAINING.set()
+        self._loop.call_soon_threadsafe(self._drain, sig, frame)
+
+    def _drain(self, sig: int, frame: FrameType | None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting; connections already open carry on
+        self._loop.call_later(self.drain_seconds, super().handle_exit, sig, frame)
+
+
+class DrainingProcess(multiprocess.Process):
+    """A uvicorn worker process that runs a DrainingServer."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = DrainingServer(config=self.config)
+        return self._server
+
+
+# uvicorn's supervisor builds its workers from this module global; ours drain.
+multiprocess.Process = DrainingProcess  # type: ignore[misc]
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    config = uvicorn.Config(
+        "service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    DrainingServer.drain_seconds = settings.shutdown_drain_seconds
+    # uvicorn re-raises SIGTERM after a graceful stop; a graceful stop is a success.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    if workers > 1:
+        sock = config.bind_socket()
+        multiprocess.Multiprocess(config, sockets=[sock]).run()
+    else:
+        DrainingServer(config).run()
