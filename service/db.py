@@ -57,6 +57,11 @@ class Database:
             server_settings={
                 "application_name": "deals-api",
                 "statement_timeout": str(s.statement_timeout_ms),
+                # Plan each execution with its values: the optional filters
+                # `($1 IS NULL OR ...)` then fold away and the given ones use
+                # their indexes. A cached generic plan cannot, and PostgreSQL
+                # may switch a prepared statement to one after 5 runs.
+                "plan_cache_mode": "force_custom_plan",
             },
         )
 
