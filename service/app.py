@@ -13,7 +13,8 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from service.db import Database
-from service.errors import handle_exception
+from service.deals_api import DealsController
+from service.errors import drop_litestar_error_docs, handle_exception
 from service.health import HealthController
 from service.serve import drain_middleware
 from service.settings import Settings
@@ -22,7 +23,10 @@ log = logging.getLogger("service.app")
 
 OPENAPI_JSON = "/docs/openapi.json"
 
-ROUTES: Sequence[ControllerRouterHandler] = [HealthController]
+ROUTES: Sequence[ControllerRouterHandler] = [
+    HealthController,
+    DealsController,
+]
 
 
 def configure_logging(level: str) -> None:
@@ -44,7 +48,7 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await db.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
         state=State({"db": db, "settings": settings}),
@@ -69,6 +73,8 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         middleware=[drain_middleware],  # logging is configured once, by configure_logging
     )
+    drop_litestar_error_docs(app)
+    return app
 
 
 def app_from_env() -> Litestar:

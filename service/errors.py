@@ -13,9 +13,10 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIResponse, Schema
 
 log = logging.getLogger("service.errors")
 
@@ -215,3 +216,21 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in statuses
     }
+
+
+def drop_litestar_error_docs(app: Litestar) -> None:
+    """Remove the 400 Litestar documents for its own ValidationException shape.
+
+    handle_exception answers every ValidationException with a 422 in the one
+    error shape, which handlers document with error_responses(422, ...); a
+    handler that can really answer 400 documents it the same way, which
+    replaces Litestar's entry before this runs.
+    """
+    for item in (app.openapi_schema.paths or {}).values():
+        for operation in (item.get, item.put, item.post, item.patch, item.delete):
+            responses = operation.responses if operation is not None else None
+            response = responses.get("400") if responses else None
+            if responses and isinstance(response, OpenAPIResponse) and response.content:
+                schema = next(iter(response.content.values())).schema
+                if isinstance(schema, Schema) and schema.description == "Validation Exception":
+                    del responses["400"]

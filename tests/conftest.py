@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.settings import Settings
 from tests import pg
+from tests.known import Known, seed
 
 TEMPLATE = "deals_template"
 
@@ -57,3 +58,9 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Re
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+async def known(conn: asyncpg.Connection[asyncpg.Record]) -> Known:
+    """Known hotels, categories and deals in this test's database (tests/known.py)."""
+    return await seed(conn)

@@ -1,0 +1,169 @@
+-- Reads of deals. Every deal row comes with its hotel (joined) and its
+-- category names (a correlated ARRAY over the deal_categories primary key),
+-- so a page is one statement whatever its size.
+--
+-- The list queries share the filters $1-$6:
+--   $1 city (case-insensitive, hotels_lower_city_idx), $2 min_stars,
+--   $3 price_min, $4 price_max (deals_price_id_idx), $5 category name,
+--   $6 is_available; NULL means "no filter". The pool plans every execution
+--   with its values (plan_cache_mode=force_custom_plan), so an absent filter
+--   folds away and a present one can use its index.
+-- One query per sort, so each is served by its own index; the keyset
+-- condition (after the cursor's row) and OFFSET are both NULL/0 when unused.
+-- The category filter in a page is a per-row probe of deal_categories_pkey,
+-- so a page stops after LIMIT rows instead of hashing every match first.
+
+-- name: get_deal :one
+-- GET /deals/{id}: one deal with its hotel and category names; deals_pkey.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id = $1::bigint
+
+-- name: list_deals_by_id :many
+-- GET /deals (default sort): a page by id, offset or keyset after $7; deals_pkey.
+-- Also EXPLAINed with $8 (limit) NULL for count=estimated.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND ($7::bigint IS NULL OR d.id > $7::bigint)
+ORDER BY d.id
+LIMIT $8::int OFFSET $9::bigint
+
+-- name: list_deals_by_price :many
+-- GET /deals?sort=price: cheapest first, id breaks ties; keyset after ($7, $8).
+-- Served by deals_price_id_idx (price_per_night, id), forwards.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND ($8::bigint IS NULL OR (d.price_per_night, d.id) > ($7::numeric, $8::bigint))
+ORDER BY d.price_per_night, d.id
+LIMIT $9::int OFFSET $10::bigint
+
+-- name: list_deals_by_price_desc :many
+-- GET /deals?sort=-price: dearest first, id breaks ties; keyset before ($7, $8).
+-- Served by deals_price_id_idx (price_per_night, id), backwards.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND ($8::bigint IS NULL OR (d.price_per_night, d.id) < ($7::numeric, $8::bigint))
+ORDER BY d.price_per_night DESC, d.id DESC
+LIMIT $9::int OFFSET $10::bigint
+
+-- name: list_deals_by_created_at :many
+-- GET /deals?sort=created_at: oldest first, id breaks ties; keyset after ($7, $8).
+-- Served by deals_created_at_id_idx (created_at, id), forwards.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND ($8::bigint IS NULL OR (d.created_at, d.id) > ($7::timestamptz, $8::bigint))
+ORDER BY d.created_at, d.id
+LIMIT $9::int OFFSET $10::bigint
+
+-- name: list_deals_by_created_at_desc :many
+-- GET /deals?sort=-created_at: newest first, id breaks ties; keyset before ($7, $8).
+-- Served by deals_created_at_id_idx (created_at, id), backwards.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND ($8::bigint IS NULL OR (d.created_at, d.id) < ($7::timestamptz, $8::bigint))
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT $9::int OFFSET $10::bigint
+
+-- name: count_deals :val
+-- GET /deals?count=exact: how many deals match the filters $1-$6.
+-- LEFT JOIN: with no hotel filter the planner drops the join (hotel_id is a
+-- NOT NULL foreign key); EXISTS lets it hash the category's deals once.
+SELECT count(*)
+FROM deals d
+LEFT JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR EXISTS (
+        SELECT FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id AND c.name = lower($5::text)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
