@@ -12,10 +12,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
+from service.categories import CategoriesController
 from service.db import Database
 from service.deals_api import DealsController
 from service.errors import drop_litestar_error_docs, handle_exception
 from service.health import HealthController
+from service.hotels import HotelsController
 from service.serve import drain_middleware
 from service.settings import Settings
 
@@ -26,6 +28,8 @@ OPENAPI_JSON = "/docs/openapi.json"
 ROUTES: Sequence[ControllerRouterHandler] = [
     HealthController,
     DealsController,
+    HotelsController,
+    CategoriesController,
 ]
 
 
