@@ -20,6 +20,7 @@ from service.health import HealthController
 from service.hotels import HotelsController
 from service.serve import drain_middleware
 from service.settings import Settings
+from service.stats import StatsCache, StatsController
 
 log = logging.getLogger("service.app")
 
@@ -28,6 +29,7 @@ OPENAPI_JSON = "/docs/openapi.json"
 ROUTES: Sequence[ControllerRouterHandler] = [
     HealthController,
     DealsController,
+    StatsController,
     HotelsController,
     CategoriesController,
 ]
@@ -55,7 +57,13 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
-        state=State({"db": db, "settings": settings}),
+        state=State(
+            {
+                "db": db,
+                "settings": settings,
+                "stats_cache": StatsCache(settings.stats_cache_seconds),
+            }
+        ),
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
