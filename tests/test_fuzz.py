@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
@@ -67,7 +68,10 @@ schema.config.generation.update(modes=list(schemathesis.GenerationMode), databas
     derandomize=True,
 )
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any], server_url: str) -> None:
-    case.call_and_validate(base_url=server_url)
+    # positive_data_acceptance is left out: some schema-valid requests are refused by
+    # rules a schema cannot state (a cursor's signature, price_min <= price_max), and
+    # those refusals are the documented 422. Every other check stays on.
+    case.call_and_validate(base_url=server_url, excluded_checks=[positive_data_acceptance])
 
 
 def test_served_schema_is_the_one_fuzzed(server_url: str) -> None:
