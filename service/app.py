@@ -82,8 +82,8 @@ def create_app(settings: Settings) -> Litestar:
             use_handler_docstrings=True,
         ),
         debug=False,
-        logging_config=None,
-        middleware=[drain_middleware],  # logging is configured once, by configure_logging
+        logging_config=None,  # logging is configured once, by configure_logging
+        middleware=[drain_middleware],
     )
     drop_litestar_error_docs(app)
     return app

@@ -14,6 +14,7 @@ from litestar import Controller, Response, get
 from litestar.datastructures import ResponseHeader, State
 
 from service.db import Connection, Database
+from service.deal_writes import DealWriteHandlers
 from service.deals import (
     count_deals,
     estimate_deals,
@@ -133,7 +134,7 @@ async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) 
     return None
 
 
-class DealsController(Controller):
+class DealsController(DealWriteHandlers, Controller):
     path = "/deals"
     tags = ["deals"]  # noqa: RUF012
 

@@ -73,6 +73,10 @@ class PreconditionFailed(ApiError):
     status_code, code = 412, "PRECONDITION_FAILED"
 
 
+class UnsupportedMediaType(ApiError):
+    status_code, code = 415, "UNSUPPORTED_MEDIA_TYPE"
+
+
 class Unprocessable(ApiError):
     status_code, code = 422, "VALIDATION_ERROR"
 

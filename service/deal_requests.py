@@ -1,0 +1,128 @@
+"""Request bodies of the deal writes: Structs, and a parse that names every failing field.
+
+msgspec stops at the first error of a Struct, but a 422 must name each
+failing field, so the body is decoded once into plain JSON values and each
+field is converted to its constrained type on its own; cross-field rules
+come after. Malformed JSON is a 400; the rest is a 422.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from service.errors import BadRequest, Unprocessable
+from service.types import (
+    CategoryNames,
+    Day,
+    Id,
+    Percent,
+    Price,
+    RoomType,
+    UpstreamId,
+    Version,
+    normalize_categories,
+    percent_problem,
+    price_problem,
+)
+
+
+class DealCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /deals. Money and percent as JSON strings ("129.99")."""
+
+    hotel_id: Id
+    room_type: RoomType
+    price_per_night: Price
+    original_price: Price
+    discount_percent: Percent
+    checkin_date: Day
+    checkout_date: Day
+    is_available: bool = True
+    categories: CategoryNames = msgspec.field(default_factory=list)
+    deal_id: UpstreamId | None = None
+
+
+class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /deals/{id}: only the fields sent change; `version` guards against lost updates."""
+
+    hotel_id: Id | msgspec.UnsetType = msgspec.UNSET
+    room_type: RoomType | msgspec.UnsetType = msgspec.UNSET
+    price_per_night: Price | msgspec.UnsetType = msgspec.UNSET
+    original_price: Price | msgspec.UnsetType = msgspec.UNSET
+    discount_percent: Percent | msgspec.UnsetType = msgspec.UNSET
+    checkin_date: Day | msgspec.UnsetType = msgspec.UNSET
+    checkout_date: Day | msgspec.UnsetType = msgspec.UNSET
+    is_available: bool | msgspec.UnsetType = msgspec.UNSET
+    categories: CategoryNames | msgspec.UnsetType = msgspec.UNSET
+    version: Version | msgspec.UnsetType = msgspec.UNSET
+
+    def changes_something(self) -> bool:
+        return any(
+            getattr(self, name) is not msgspec.UNSET
+            for name in self.__struct_fields__
+            if name != "version"
+        )
+
+
+S = TypeVar("S", DealCreate, DealPatch)
+
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)  # JSON numbers stay exact
+_DECIMAL_RULES = {
+    "price_per_night": price_problem,
+    "original_price": price_problem,
+    "discount_percent": percent_problem,
+}
+
+
+def decode_json(body: bytes) -> Any:
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON object", code="MALFORMED_JSON")
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="MALFORMED_JSON") from exc
+    except RecursionError as exc:
+        raise BadRequest("the JSON is nested too deeply", code="MALFORMED_JSON") from exc
+
+
+def _problem(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def parse(body: bytes, struct: type[S]) -> S:
+    """The request Struct, or a 400/422 naming every failing field."""
+    raw = decode_json(body)
+    if not isinstance(raw, dict):
+        raise Unprocessable(
+            "the body must be a JSON object", details=[_problem("$", "expected an object")]
+        )
+    fields = {f.name: f for f in msgspec.structs.fields(struct)}
+    problems = [_problem(name, "unknown field") for name in raw if name not in fields]
+    values: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name not in raw:
+            if info.required:
+                problems.append(_problem(name, "is required"))
+            continue
+        try:
+            values[name] = msgspec.convert(raw[name], type=info.type)
+        except msgspec.ValidationError as exc:
+            problems.append(_problem(name, str(exc).split(" - at ", 1)[0]))
+            continue
+        rule = _DECIMAL_RULES.get(name)
+        if rule is not None and isinstance(values[name], Decimal):
+            reason = rule(values[name])
+            if reason:
+                problems.append(_problem(name, reason))
+        if name == "room_type" and isinstance(values[name], str):
+            values[name] = values[name].strip()
+        if name == "categories" and isinstance(values[name], list):
+            values[name] = normalize_categories(values[name])
+    checkin, checkout = values.get("checkin_date"), values.get("checkout_date")
+    if checkin is not None and checkout is not None and checkout <= checkin:
+        problems.append(_problem("checkout_date", "must be after checkin_date"))
+    if problems:
+        raise Unprocessable(f"{len(problems)} field(s) failed validation", details=problems)
+    return struct(**values)

@@ -1,0 +1,95 @@
+"""The constrained types every request Struct is built from.
+
+msgspec checks what it can (ints, strings, lengths, patterns) while decoding;
+it cannot constrain a Decimal, so the money and percent rules (finite, range,
+at most 2 places) are checked by `decimal_problem`, field by field, so that a
+422 names every failing field. The same rules hold as CHECK constraints in
+the database.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+PRICE_MAX = Decimal("99999999.99")  # numeric(10, 2)
+PERCENT_MAX = Decimal(100)
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
+PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
+
+Id = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]
+UpstreamId = Annotated[
+    int,
+    msgspec.Meta(ge=1, le=BIGINT_MAX, description="The deal's id in the upstream system."),
+]
+Version = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=INT_MAX,
+        description="The version the client last read; a stale one gets 409 VERSION_CONFLICT.",
+    ),
+]
+RoomType = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=100, pattern=r"\S", description="Standard, Deluxe, Suite, ..."
+    ),
+]
+Price = Annotated[
+    Decimal,
+    msgspec.Meta(
+        description=(
+            "Greater than 0 and at most 99999999.99, with at most 2 decimal places; "
+            "sent and returned as a JSON string."
+        ),
+        examples=["129.99"],
+        extra_json_schema={"pattern": MONEY_PATTERN},
+    ),
+]
+Percent = Annotated[
+    Decimal,
+    msgspec.Meta(
+        description="0 to 100, with at most 2 decimal places; sent and returned as a JSON string.",
+        examples=["15.5"],
+        extra_json_schema={"pattern": PERCENT_PATTERN},
+    ),
+]
+CategoryName = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+CategoryNames = Annotated[
+    list[CategoryName],
+    msgspec.Meta(max_length=20, description="Known category names; duplicates are ignored."),
+]
+Day = Annotated[date, msgspec.Meta(description="YYYY-MM-DD")]
+
+
+def decimal_problem(value: Decimal, *, low: Decimal, high: Decimal, low_open: bool) -> str | None:
+    """Why a money or percent value breaks its rule, or None."""
+    if not value.is_finite():
+        return "must be a finite number"
+    if (value <= low) if low_open else (value < low):
+        return f"must be greater than {low}" if low_open else f"must be at least {low}"
+    if value > high:
+        return f"must be at most {high}"
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
+        return "must have at most 2 decimal places"
+    return None
+
+
+def price_problem(value: Decimal) -> str | None:
+    return decimal_problem(value, low=Decimal(0), high=PRICE_MAX, low_open=True)
+
+
+def percent_problem(value: Decimal) -> str | None:
+    return decimal_problem(value, low=Decimal(0), high=PERCENT_MAX, low_open=False)
+
+
+def normalize_categories(names: list[str]) -> list[str]:
+    """Trimmed, lower-cased, deduplicated, empty items dropped, sorted."""
+    return sorted({name.strip().lower() for name in names if name.strip()})

@@ -1,0 +1,325 @@
+"""POST, PATCH and DELETE /deals against a real database with known rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.known import Known
+from tests.test_health import assert_error
+
+Client = AsyncTestClient[Litestar]
+
+
+def new_deal(known: Known, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hotel_id": known.hotels[2]["id"],
+        "room_type": "Suite",
+        "price_per_night": "120.50",
+        "original_price": "150.00",
+        "discount_percent": "19.67",
+        "checkin_date": "2027-03-01",
+        "checkout_date": "2027-03-04",
+        "categories": ["Romantic", "luxury", "luxury"],
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+async def snapshot(conn: asyncpg.Connection[asyncpg.Record], deal_id: int) -> tuple[Any, ...]:
+    row = await conn.fetchrow("SELECT * FROM deals WHERE id = $1", deal_id)
+    links = await conn.fetch(
+        "SELECT category_id FROM deal_categories WHERE deal_id = $1 ORDER BY 1", deal_id
+    )
+    return (dict(row) if row else None, [r[0] for r in links])
+
+
+def fields_named(response: Any) -> list[str]:
+    return [d["field"] for d in response.json()["error"]["details"]]
+
+
+# --- POST -----------------------------------------------------------------
+
+
+async def test_create_returns_201_location_etag_and_the_deal_as_get(
+    client: Client, known: Known
+) -> None:
+    response = await client.post("/deals", json=new_deal(known))
+    assert response.status_code == 201
+    body = response.json()
+    assert response.headers["location"] == f"/deals/{body['id']}"
+    assert response.headers["etag"] == '"1"'
+    assert body["hotel"] == known.hotels[2]
+    assert body["categories"] == ["luxury", "romantic"]
+    assert body["deal_id"] is None
+    assert body["version"] == 1
+    assert (body["price_per_night"], body["discount_percent"]) == ("120.50", "19.67")
+    fetched = await client.get(response.headers["location"])
+    assert fetched.json() == body
+
+
+async def test_create_defaults_and_upstream_id(client: Client, known: Known) -> None:
+    body = new_deal(known, categories=..., deal_id=777)
+    response = await client.post("/deals", json=body)
+    assert response.status_code == 201
+    assert response.json()["is_available"] is True
+    assert response.json()["categories"] == []
+    assert response.json()["deal_id"] == 777
+
+
+RULES = [
+    ("price_per_night", "0", "must be greater than 0"),
+    ("price_per_night", "-5.00", "must be greater than 0"),
+    ("price_per_night", "10.005", "must have at most 2 decimal places"),
+    ("price_per_night", "100000000.00", "must be at most 99999999.99"),
+    ("price_per_night", "NaN", "must be a finite number"),
+    ("price_per_night", "Infinity", "must be a finite number"),
+    ("original_price", "0.00", "must be greater than 0"),
+    ("discount_percent", "100.01", "must be at most 100"),
+    ("discount_percent", "-1", "must be at least 0"),
+    ("room_type", "   ", "Expected `str` matching regex"),
+    ("room_type", "", "Expected `str` of length >= 1"),
+    ("hotel_id", 0, "Expected `int` >= 1"),
+    ("hotel_id", "7", "Expected `int`, got `str`"),
+    ("checkin_date", "2027-02-30", "Invalid RFC3339 encoded date"),
+    ("checkout_date", "2027-03-01", "must be after checkin_date"),
+    ("is_available", "yes", "Expected `bool`, got `str`"),
+    ("categories", "luxury", "Expected `array`, got `str`"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), RULES)
+async def test_create_rejects_each_rule_naming_the_field(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record], field: str,
+    value: Any, message: str,
+) -> None:  # fmt: skip
+    response = await client.post("/deals", json=new_deal(known, **{field: value}))
+    assert response.status_code == 422
+    assert_error(response.json(), "VALIDATION_ERROR")
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == [field]
+    assert details[0]["message"].startswith(message)
+    assert await conn.fetchval("SELECT count(*) FROM deals") == len(known.deals)
+
+
+async def test_create_names_every_failing_field_at_once(client: Client, known: Known) -> None:
+    body = new_deal(known, price_per_night="0", discount_percent="101", hotel_id=..., extra=1)
+    response = await client.post("/deals", json=body)
+    assert response.status_code == 422
+    assert sorted(fields_named(response)) == [
+        "discount_percent", "extra", "hotel_id", "price_per_night",
+    ]  # fmt: skip
+
+
+async def test_create_unknown_categories_name_unknown_and_known(
+    client: Client, known: Known
+) -> None:
+    response = await client.post("/deals", json=new_deal(known, categories=["spa", "luxury"]))
+    assert response.status_code == 422
+    detail = response.json()["error"]["details"][0]
+    assert detail["unknown"] == ["spa"]
+    assert detail["known"] == ["budget", "business", "family", "luxury", "romantic"]
+
+
+async def test_create_with_missing_hotel_is_404_naming_it(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    response = await client.post("/deals", json=new_deal(known, hotel_id=999999))
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "hotel 999999 does not exist"
+    assert await conn.fetchval("SELECT count(*) FROM deals") == len(known.deals)
+
+
+async def test_create_with_taken_deal_id_is_409(client: Client, known: Known) -> None:
+    response = await client.post("/deals", json=new_deal(known, deal_id=1000))
+    assert response.status_code == 409
+    assert_error(response.json(), "CONFLICT")
+
+
+async def test_malformed_json_is_400(client: Client, known: Known) -> None:
+    response = await client.post(
+        "/deals", content=b'{"hotel_id": 1,', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert_error(response.json(), "MALFORMED_JSON")
+
+
+async def test_deep_json_is_400_not_500(client: Client, known: Known) -> None:
+    body = b"[" * 20000 + b"]" * 20000
+    response = await client.post(
+        "/deals", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 413)
+    assert response.json()["error"]["code"] in ("MALFORMED_JSON", "PAYLOAD_TOO_LARGE")
+
+
+async def test_non_object_json_is_422(client: Client, known: Known) -> None:
+    response = await client.post("/deals", json=[1, 2])
+    assert response.status_code == 422
+    assert fields_named(response) == ["$"]
+
+
+async def test_wrong_content_type_is_415(client: Client, known: Known) -> None:
+    response = await client.post(
+        "/deals", content=b"hotel_id=1", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert_error(response.json(), "UNSUPPORTED_MEDIA_TYPE")
+
+
+async def test_body_over_the_limit_is_413(client: Client, known: Known) -> None:
+    huge = new_deal(known, room_type="x" * 70_000)
+    response = await client.post("/deals", json=huge)
+    assert response.status_code == 413
+    assert_error(response.json(), "PAYLOAD_TOO_LARGE")
+
+
+# --- PATCH ----------------------------------------------------------------
+
+
+async def test_patch_changes_only_the_fields_sent(client: Client, known: Known) -> None:
+    deal = known.deals[3]
+    before = (await client.get(f"/deals/{deal.id}")).json()
+    response = await client.patch(f"/deals/{deal.id}", json={"price_per_night": "88.80"})
+    assert response.status_code == 200
+    after = response.json()
+    assert after["price_per_night"] == "88.80"
+    assert after["version"] == before["version"] + 1
+    assert response.headers["etag"] == f'"{after["version"]}"'
+    unchanged = {k: v for k, v in after.items() if k not in ("price_per_night", "version")}
+    assert unchanged == {k: v for k, v in before.items() if k not in ("price_per_night", "version")}
+
+
+async def test_patch_replaces_categories_in_the_same_transaction(
+    client: Client, known: Known
+) -> None:
+    deal = known.deals[3]  # business, luxury, romantic
+    response = await client.patch(f"/deals/{deal.id}", json={"categories": ["Family", "budget"]})
+    assert response.json()["categories"] == ["budget", "family"]
+    cleared = await client.patch(f"/deals/{deal.id}", json={"categories": []})
+    assert cleared.json()["categories"] == []
+    assert cleared.json()["version"] == 3
+
+
+async def test_patch_judges_dates_on_the_stored_deal_merged_with_the_patch(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    deal = known.deals[0]  # 2025-06-01 to 2025-06-03
+    before = await snapshot(conn, deal.id)
+    response = await client.patch(f"/deals/{deal.id}", json={"checkout_date": "2025-06-01"})
+    assert response.status_code == 422
+    assert fields_named(response) == ["checkout_date"]
+    assert await snapshot(conn, deal.id) == before
+    moved = await client.patch(f"/deals/{deal.id}", json={"checkin_date": "2025-06-02"})
+    assert moved.status_code == 200
+
+
+async def test_patch_with_stale_body_version_is_409_with_current_version(
+    client: Client, known: Known
+) -> None:
+    deal = known.deals[5]
+    first = await client.patch(f"/deals/{deal.id}", json={"room_type": "A", "version": 1})
+    assert first.status_code == 200
+    stale = await client.patch(f"/deals/{deal.id}", json={"room_type": "B", "version": 1})
+    assert stale.status_code == 409
+    assert_error(stale.json(), "VERSION_CONFLICT")
+    assert stale.json()["error"]["details"] == [{"current_version": 2}]
+    assert (await client.get(f"/deals/{deal.id}")).json()["room_type"] == "A"
+
+
+async def test_if_match_on_patch_and_delete(client: Client, known: Known) -> None:
+    deal = known.deals[6]
+    etag = (await client.get(f"/deals/{deal.id}")).headers["etag"]
+    ok = await client.patch(
+        f"/deals/{deal.id}", json={"room_type": "C"}, headers={"If-Match": etag}
+    )
+    assert ok.status_code == 200
+    stale = await client.patch(
+        f"/deals/{deal.id}", json={"room_type": "D"}, headers={"If-Match": etag}
+    )
+    assert stale.status_code == 412
+    assert_error(stale.json(), "PRECONDITION_FAILED")
+    weak = await client.delete(f"/deals/{deal.id}", headers={"If-Match": 'W/"2"'})
+    assert weak.status_code == 412
+    gone = await client.delete(f"/deals/{deal.id}", headers={"If-Match": etag})
+    assert gone.status_code == 412
+    deleted = await client.delete(f"/deals/{deal.id}", headers={"If-Match": '"2"'})
+    assert deleted.status_code == 204
+
+
+async def test_empty_patch_is_422(client: Client, known: Known) -> None:
+    response = await client.patch(f"/deals/{known.deals[0].id}", json={"version": 1})
+    assert response.status_code == 422
+
+
+async def test_patch_unknown_field_is_422(client: Client, known: Known) -> None:
+    response = await client.patch(f"/deals/{known.deals[0].id}", json={"deal_id": 5})
+    assert response.status_code == 422
+    assert fields_named(response) == ["deal_id"]
+
+
+async def test_absent_deal_is_404_on_patch_and_delete(client: Client, known: Known) -> None:
+    patched = await client.patch("/deals/999999", json={"room_type": "X"})
+    assert patched.status_code == 404
+    assert patched.json()["error"]["message"] == "deal 999999 does not exist"
+    deleted = await client.delete("/deals/999999")
+    assert deleted.status_code == 404
+
+
+async def test_failed_patch_changes_nothing(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    deal = known.deals[3]
+    before = await snapshot(conn, deal.id)
+    # Categories pass, then the foreign key fails: the whole transaction rolls back.
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"categories": ["budget"], "hotel_id": 999999}
+    )
+    assert response.status_code == 404
+    unknown = await client.patch(f"/deals/{deal.id}", json={"categories": ["nope"]})
+    assert unknown.status_code == 422
+    assert await snapshot(conn, deal.id) == before
+
+
+# --- DELETE ---------------------------------------------------------------
+
+
+async def test_delete_removes_the_deal_from_every_read(client: Client, known: Known) -> None:
+    deal = known.deals[1]
+    stats_before = {r["city"]: r["deal_count"] for r in (await client.get("/deals/stats")).json()}
+    assert (await client.delete(f"/deals/{deal.id}")).status_code == 204
+    assert (await client.get(f"/deals/{deal.id}")).status_code == 404
+    listed = (await client.get("/deals", params={"limit": 100})).json()
+    assert deal.id not in [d["id"] for d in listed["items"]]
+    assert listed["total"] == len(known.deals) - 1
+    stats_after = {r["city"]: r["deal_count"] for r in (await client.get("/deals/stats")).json()}
+    city = deal.hotel["city"]
+    assert stats_after[city] == stats_before[city] - 1
+    assert (await client.delete(f"/deals/{deal.id}")).status_code == 404
+
+
+# --- the database's own safety net ----------------------------------------
+
+
+async def test_check_violation_that_reaches_the_database_maps_to_422(
+    conn: asyncpg.Connection[asyncpg.Record], known: Known
+) -> None:
+    from service.errors import translate
+
+    with pytest.raises(asyncpg.CheckViolationError) as caught:
+        await conn.execute("UPDATE deals SET price_per_night = 0 WHERE id = $1", known.deals[0].id)
+    error = translate(caught.value)
+    assert (error.status_code, error.code) == (422, "CONSTRAINT_VIOLATION")
+    with pytest.raises(asyncpg.UniqueViolationError) as dup:
+        await conn.execute("UPDATE deals SET deal_id = 1001 WHERE deal_id = 1000")
+    assert translate(dup.value).status_code == 409
+
+
+async def test_malformed_if_match_is_422(client: Client, known: Known) -> None:
+    response = await client.delete(f"/deals/{known.deals[0].id}", headers={"If-Match": "3"})
+    assert response.status_code == 422
+    assert (await client.get(f"/deals/{known.deals[0].id}")).status_code == 200
