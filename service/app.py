@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler
 from service.categories import CategoriesController
 from service.db import Database
 from service.deals_api import DealsController
-from service.errors import drop_litestar_error_docs, handle_exception
+from service.errors import drop_litestar_error_docs, fix_options_allow, handle_exception
 from service.health import HealthController
 from service.hotels import HotelsController
 from service.serve import drain_middleware
@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[drain_middleware],
     )
     drop_litestar_error_docs(app)
+    fix_options_allow(app)
     return app
 
 

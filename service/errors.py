@@ -17,6 +17,7 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIResponse, Schema
+from litestar.routes import HTTPRoute
 
 log = logging.getLogger("service.errors")
 
@@ -238,3 +239,21 @@ def drop_litestar_error_docs(app: Litestar) -> None:
                 schema = next(iter(response.content.values())).schema
                 if isinstance(schema, Schema) and schema.description == "Validation Exception":
                     del responses["400"]
+
+
+def fix_options_allow(app: Litestar) -> None:
+    """Make every automatic OPTIONS answer list all of its path's methods.
+
+    Litestar 2.25 builds the OPTIONS handler while registering a path's first
+    handler, and its Allow header keeps reading that first route object, so a
+    path with GET and POST answered `Allow: OPTIONS, POST`. Point each OPTIONS
+    handler at the finished route.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        handler, _model = route.route_handler_map["OPTIONS"]
+        for cell in getattr(handler.fn, "__closure__", None) or ():
+            stale = cell.cell_contents
+            if isinstance(stale, HTTPRoute) and stale is not route:
+                stale.methods = route.methods

@@ -323,3 +323,14 @@ async def test_malformed_if_match_is_422(client: Client, known: Known) -> None:
     response = await client.delete(f"/deals/{known.deals[0].id}", headers={"If-Match": "3"})
     assert response.status_code == 422
     assert (await client.get(f"/deals/{known.deals[0].id}")).status_code == 200
+
+
+async def test_options_lists_every_method_of_a_path(client: Client) -> None:
+    expected = {
+        "/deals": "GET, OPTIONS, POST",
+        "/deals/1": "DELETE, GET, OPTIONS, PATCH",
+        "/health": "GET, OPTIONS",
+    }
+    for path, allow in expected.items():
+        response = await client.options(path)
+        assert (response.status_code, response.headers["allow"]) == (204, allow)
