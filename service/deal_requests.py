@@ -8,6 +8,7 @@ come after. Malformed JSON is a 400; the rest is a 422.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -76,15 +77,32 @@ _DECIMAL_RULES = {
 }
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise Unprocessable(
+                f"the field {key!r} appears twice; send each field once",
+                details=[_problem(key, "appears more than once")],
+            )
+        seen[key] = value
+    return seen
+
+
 def decode_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN, no lone surrogates (msgspec), no duplicate keys."""
     if not body.strip():
         raise BadRequest("the request body is empty; send a JSON object", code="MALFORMED_JSON")
     try:
-        return _DECODER.decode(body)
+        value = _DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="MALFORMED_JSON") from exc
     except RecursionError as exc:
         raise BadRequest("the JSON is nested too deeply", code="MALFORMED_JSON") from exc
+    # msgspec keeps the last of repeated keys; two values for one field are
+    # ambiguous (I-JSON forbids them), so they are refused. Bodies are small.
+    json.loads(body, object_pairs_hook=_no_duplicate_keys)
+    return value
 
 
 def _problem(field: str, message: str) -> dict[str, str]:

@@ -109,6 +109,8 @@ SQLSTATE_ERRORS: dict[str, tuple[type[ApiError], str, str]] = {
     "23514": (Unprocessable, "CONSTRAINT_VIOLATION", "the change breaks a rule of the data"),
     "23502": (Unprocessable, "CONSTRAINT_VIOLATION", "a required value is missing"),
     "22003": (Unprocessable, "CONSTRAINT_VIOLATION", "a number is out of range"),
+    "22021": (Unprocessable, "INVALID_VALUE", "a text holds a character PostgreSQL refuses (NUL)"),
+    "22": (Unprocessable, "INVALID_VALUE", "a value cannot be used as given"),
     "57014": (GatewayTimeout, "STATEMENT_TIMEOUT", "the query ran past the statement timeout"),
     "08": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable"),
     "53": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is out of resources"),
