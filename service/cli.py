@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from service import MIGRATIONS_DIR, migrations, sqlcli
+from service import MIGRATIONS_DIR, generate, migrations, sqlcli
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Feature modules add their subcommands here: register(subparsers).
 EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 EXTENSIONS.append(sqlcli.register)
+EXTENSIONS.append(generate.register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
