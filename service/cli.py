@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from service import MIGRATIONS_DIR, generate, migrations, sqlcli
+from service import MIGRATIONS_DIR, generate, load_cli, migrations, sqlcli
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
@@ -121,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature modules add their subcommands here: register(subparsers).
 EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
-EXTENSIONS.append(sqlcli.register)
-EXTENSIONS.append(generate.register)
+EXTENSIONS.extend([sqlcli.register, generate.register, load_cli.register])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

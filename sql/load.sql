@@ -1,0 +1,525 @@
+-- The CSV loader (`deals load`, service/load.py), in the order a load runs them.
+-- One transaction: the file is COPYed into TEMP work tables (ON COMMIT DROP,
+-- private to the session, no WAL), checked there set-based, then written to
+-- the real tables with INSERT ... SELECT. Readers are never blocked: no
+-- LOCK TABLE, no TRUNCATE; loads serialize on an advisory lock.
+
+-- name: configure_load :exec
+-- Transaction-local settings: offset-less created_at means UTC, dates print as
+-- YYYY-MM-DD, no timeouts for a long load; $1 is work_mem for its hashes and sorts.
+SELECT set_config('timezone', 'UTC', true),
+       set_config('datestyle', 'ISO, YMD', true),
+       set_config('statement_timeout', '0', true),
+       set_config('lock_timeout', '0', true),
+       set_config('idle_in_transaction_session_timeout', '0', true),
+       set_config('work_mem', $1::text, true)
+
+-- name: try_load_lock :val
+-- One load at a time per database; true when taken. Released at commit or rollback.
+-- pg_locks shows it as an advisory lock with objid hashtext('deals.load').
+SELECT pg_try_advisory_xact_lock(hashtext('deals.load'))
+
+-- name: wait_load_lock :exec
+-- Wait for the load that holds the advisory lock to end.
+SELECT pg_advisory_xact_lock(hashtext('deals.load'))
+
+-- name: deals_exist :val
+-- `deals load --if-empty`: is there any deal yet? One index or heap page.
+SELECT EXISTS (SELECT 1 FROM deals)
+
+-- name: create_load_staging :exec
+-- The file as COPY reads it: every column text, record = the data record's
+-- ordinal (1 = the first record after the header), not its physical line.
+CREATE TEMP TABLE load_staging (
+    record            bigint GENERATED ALWAYS AS IDENTITY,
+    deal_id           text,
+    hotel_name        text,
+    hotel_city        text,
+    hotel_country     text,
+    hotel_phone       text,
+    hotel_star_rating text,
+    room_type         text,
+    price_per_night   text,
+    original_price    text,
+    discount_percent  text,
+    checkin_date      text,
+    checkout_date     text,
+    is_available      text,
+    categories        text,
+    created_at        text
+) ON COMMIT DROP
+
+-- name: create_load_errors :exec
+-- Bad values: one row per (record, column) that breaks a rule; ord orders the
+-- problems of one record.
+CREATE TEMP TABLE load_errors (
+    record bigint NOT NULL,
+    ord    integer NOT NULL,
+    col    text NOT NULL,
+    value  text,
+    reason text NOT NULL
+) ON COMMIT DROP
+
+-- name: create_load_rows :exec
+-- The good records, typed and trimmed.
+CREATE TEMP TABLE load_rows (
+    record            bigint NOT NULL,
+    deal_id           bigint NOT NULL,
+    hotel_name        text NOT NULL,
+    hotel_city        text NOT NULL,
+    hotel_country     text NOT NULL,
+    hotel_phone       text NOT NULL,
+    hotel_star_rating smallint NOT NULL,
+    room_type         text NOT NULL,
+    price_per_night   numeric(10, 2) NOT NULL,
+    original_price    numeric(10, 2) NOT NULL,
+    discount_percent  numeric(5, 2) NOT NULL,
+    checkin_date      date NOT NULL,
+    checkout_date     date NOT NULL,
+    is_available      boolean NOT NULL,
+    categories        text,
+    created_at        timestamptz NOT NULL
+) ON COMMIT DROP
+
+-- name: create_load_hotels :exec
+-- One hotel per phone: the values of its latest record.
+CREATE TEMP TABLE load_hotels (
+    phone        text PRIMARY KEY,
+    name         text NOT NULL,
+    city         text NOT NULL,
+    country      text NOT NULL,
+    star_rating  smallint NOT NULL,
+    record       bigint NOT NULL,  -- the record whose values won
+    first_record bigint NOT NULL,  -- where the phone first appears
+    disagree     boolean NOT NULL  -- its records disagree on name, city, country or stars
+) ON COMMIT DROP
+
+-- name: create_load_links :exec
+-- The (deal, category name) pairs of the good records, each once.
+CREATE TEMP TABLE load_links (
+    deal_id  bigint NOT NULL,
+    category text NOT NULL
+) ON COMMIT DROP
+
+-- name: create_load_changed :exec
+-- Existing deals whose set of categories the file changes.
+CREATE TEMP TABLE load_changed (
+    deal_id bigint PRIMARY KEY
+) ON COMMIT DROP
+
+-- name: create_load_existing :exec
+-- The file's deals that the database has already: upstream deal_id -> deals.id.
+CREATE TEMP TABLE load_existing (
+    deal_id bigint PRIMARY KEY,
+    id      bigint NOT NULL
+) ON COMMIT DROP
+
+-- name: create_load_new_deals :exec
+-- The deals this load inserted.
+CREATE TEMP TABLE load_new_deals (
+    deal_id bigint NOT NULL,
+    id      bigint NOT NULL
+) ON COMMIT DROP
+
+-- name: find_bad_values :execrows
+-- Every per-value rule of the spec in one pass over load_staging: each CASE
+-- yields 'column:reason' or NULL; only records with a problem are unnested.
+-- Cheap tests come first in each CASE, so a good value costs a few comparisons.
+INSERT INTO load_errors (record, ord, col, value, reason)
+SELECT b.record,
+       p.ord,
+       split_part(p.problem, ':', 1),
+       CASE split_part(p.problem, ':', 1)
+           WHEN 'deal_id' THEN b.deal_id
+           WHEN 'hotel_name' THEN b.hotel_name
+           WHEN 'hotel_city' THEN b.hotel_city
+           WHEN 'hotel_country' THEN b.hotel_country
+           WHEN 'hotel_phone' THEN b.hotel_phone
+           WHEN 'hotel_star_rating' THEN b.hotel_star_rating
+           WHEN 'room_type' THEN b.room_type
+           WHEN 'price_per_night' THEN b.price_per_night
+           WHEN 'original_price' THEN b.original_price
+           WHEN 'discount_percent' THEN b.discount_percent
+           WHEN 'checkin_date' THEN b.checkin_date
+           WHEN 'checkout_date' THEN b.checkout_date
+           WHEN 'is_available' THEN b.is_available
+           WHEN 'created_at' THEN b.created_at
+       END,
+       substr(p.problem, strpos(p.problem, ':') + 1)
+FROM (
+    SELECT s.*,
+           array_remove(ARRAY[
+               CASE
+                   WHEN s.deal_id IS NULL OR (ascii(s.deal_id) <= 32 AND btrim(s.deal_id) = '') THEN 'deal_id:is empty'
+                   WHEN NOT pg_input_is_valid(s.deal_id, 'bigint') THEN 'deal_id:is not an integer'
+                   WHEN s.deal_id::bigint <= 0 THEN 'deal_id:must be greater than 0'
+               END,
+               CASE WHEN s.hotel_name IS NULL OR (ascii(s.hotel_name) <= 32 AND btrim(s.hotel_name) = '')
+                   THEN 'hotel_name:is empty' END,
+               CASE WHEN s.hotel_city IS NULL OR (ascii(s.hotel_city) <= 32 AND btrim(s.hotel_city) = '')
+                   THEN 'hotel_city:is empty' END,
+               CASE WHEN s.hotel_country IS NULL OR (ascii(s.hotel_country) <= 32 AND btrim(s.hotel_country) = '')
+                   THEN 'hotel_country:is empty' END,
+               CASE WHEN s.hotel_phone IS NULL OR (ascii(s.hotel_phone) <= 32 AND btrim(s.hotel_phone) = '')
+                   THEN 'hotel_phone:is empty' END,
+               CASE
+                   WHEN s.hotel_star_rating IS NULL OR (ascii(s.hotel_star_rating) <= 32 AND btrim(s.hotel_star_rating) = '')
+                       THEN 'hotel_star_rating:is empty'
+                   WHEN NOT pg_input_is_valid(s.hotel_star_rating, 'smallint')
+                       THEN 'hotel_star_rating:is not an integer'
+                   WHEN s.hotel_star_rating::smallint NOT BETWEEN 1 AND 5
+                       THEN 'hotel_star_rating:must be from 1 to 5'
+               END,
+               CASE WHEN s.room_type IS NULL OR (ascii(s.room_type) <= 32 AND btrim(s.room_type) = '')
+                   THEN 'room_type:is empty' END,
+               CASE
+                   WHEN s.price_per_night IS NULL OR (ascii(s.price_per_night) <= 32 AND btrim(s.price_per_night) = '')
+                       THEN 'price_per_night:is empty'
+                   WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric') OR s.price_per_night::numeric = 'NaN'
+                       THEN 'price_per_night:is not a decimal number'
+                   WHEN s.price_per_night::numeric <= 0
+                       THEN 'price_per_night:must be greater than 0'
+                   WHEN min_scale(s.price_per_night::numeric) > 2
+                       THEN 'price_per_night:has more than 2 decimal places'
+                   WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric(10,2)')
+                       THEN 'price_per_night:is too large (at most 99999999.99)'
+               END,
+               CASE
+                   WHEN s.original_price IS NULL OR (ascii(s.original_price) <= 32 AND btrim(s.original_price) = '')
+                       THEN 'original_price:is empty'
+                   WHEN NOT pg_input_is_valid(s.original_price, 'numeric') OR s.original_price::numeric = 'NaN'
+                       THEN 'original_price:is not a decimal number'
+                   WHEN s.original_price::numeric <= 0
+                       THEN 'original_price:must be greater than 0'
+                   WHEN min_scale(s.original_price::numeric) > 2
+                       THEN 'original_price:has more than 2 decimal places'
+                   WHEN NOT pg_input_is_valid(s.original_price, 'numeric(10,2)')
+                       THEN 'original_price:is too large (at most 99999999.99)'
+               END,
+               CASE
+                   WHEN s.discount_percent IS NULL OR (ascii(s.discount_percent) <= 32 AND btrim(s.discount_percent) = '')
+                       THEN 'discount_percent:is empty'
+                   WHEN NOT pg_input_is_valid(s.discount_percent, 'numeric') OR s.discount_percent::numeric = 'NaN'
+                       THEN 'discount_percent:is not a decimal number'
+                   WHEN s.discount_percent::numeric NOT BETWEEN 0 AND 100
+                       THEN 'discount_percent:must be from 0 to 100'
+               END,
+               CASE
+                   WHEN s.checkin_date IS NULL OR (ascii(s.checkin_date) <= 32 AND btrim(s.checkin_date) = '')
+                       THEN 'checkin_date:is empty'
+                   WHEN (s.checkin_date NOT LIKE '____-__-__' AND btrim(s.checkin_date) NOT LIKE '____-__-__')
+                        OR NOT pg_input_is_valid(s.checkin_date, 'date')
+                       THEN 'checkin_date:is not a date in YYYY-MM-DD form'
+               END,
+               CASE
+                   WHEN s.checkout_date IS NULL OR (ascii(s.checkout_date) <= 32 AND btrim(s.checkout_date) = '')
+                       THEN 'checkout_date:is empty'
+                   WHEN (s.checkout_date NOT LIKE '____-__-__' AND btrim(s.checkout_date) NOT LIKE '____-__-__')
+                        OR NOT pg_input_is_valid(s.checkout_date, 'date')
+                       THEN 'checkout_date:is not a date in YYYY-MM-DD form'
+                   WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
+                        AND pg_input_is_valid(s.checkin_date, 'date')
+                        AND s.checkout_date::date <= s.checkin_date::date
+                       THEN 'checkout_date:must be later than checkin_date'
+               END,
+               CASE
+                   WHEN s.is_available IN ('true', 'false') THEN NULL
+                   WHEN s.is_available IS NULL OR (ascii(s.is_available) <= 32 AND btrim(s.is_available) = '')
+                       THEN 'is_available:is empty'
+                   WHEN lower(btrim(s.is_available)) NOT IN ('true', 'false', 't', 'f', '1', '0', 'yes', 'no')
+                       THEN 'is_available:is not one of true/false, t/f, 1/0, yes/no'
+               END,
+               CASE
+                   WHEN s.created_at IS NULL OR (ascii(s.created_at) <= 32 AND btrim(s.created_at) = '')
+                       THEN 'created_at:is empty'
+                   WHEN (s.created_at NOT LIKE '____-__-__%' AND btrim(s.created_at) NOT LIKE '____-__-__%')
+                        OR NOT pg_input_is_valid(s.created_at, 'timestamptz')
+                       THEN 'created_at:is not an ISO 8601 timestamp'
+               END
+           ], NULL) AS problems
+    FROM load_staging AS s
+) AS b
+CROSS JOIN LATERAL unnest(b.problems) WITH ORDINALITY AS p(problem, ord)
+WHERE cardinality(b.problems) > 0
+
+-- name: find_duplicate_deal_ids :execrows
+-- deal_id must be unique in the file: every record that shares one is bad.
+-- Two hash aggregates over load_staging, compared as integers (so 7 = 07).
+INSERT INTO load_errors (record, ord, col, value, reason)
+SELECT s.record, 0, 'deal_id', s.deal_id, format('appears %s times in the file', d.n)
+FROM load_staging AS s
+JOIN (
+    SELECT deal_id::bigint AS id, count(*) AS n
+    FROM load_staging
+    WHERE pg_input_is_valid(deal_id, 'bigint')
+    GROUP BY 1
+    HAVING count(*) > 1
+) AS d ON d.id = CASE WHEN pg_input_is_valid(s.deal_id, 'bigint') THEN s.deal_id::bigint END
+
+-- name: insert_good_rows :execrows
+-- The records without a problem, typed; text trimmed. A hash anti-join
+-- against load_errors, which is empty on a clean file.
+INSERT INTO load_rows (
+    record, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
+    room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
+    is_available, categories, created_at
+)
+SELECT s.record,
+       s.deal_id::bigint,
+       btrim(s.hotel_name),
+       btrim(s.hotel_city),
+       btrim(s.hotel_country),
+       btrim(s.hotel_phone),
+       s.hotel_star_rating::smallint,
+       btrim(s.room_type),
+       s.price_per_night::numeric(10, 2),
+       s.original_price::numeric(10, 2),
+       s.discount_percent::numeric(5, 2),
+       s.checkin_date::date,
+       s.checkout_date::date,
+       lower(btrim(s.is_available)) IN ('true', 't', '1', 'yes'),
+       s.categories,
+       s.created_at::timestamptz
+FROM load_staging AS s
+WHERE NOT EXISTS (SELECT 1 FROM load_errors AS e WHERE e.record = s.record)
+
+-- name: resolve_hotels :one
+-- One hotel per phone: the values of its record with the latest created_at, the
+-- highest record breaking a tie. Two hash passes over load_rows, no big sort.
+-- Returns the phones, and those whose records disagree on the hotel's values.
+WITH resolved AS (
+    INSERT INTO load_hotels (phone, name, city, country, star_rating, record, first_record, disagree)
+    SELECT DISTINCT ON (r.hotel_phone)
+           r.hotel_phone, r.hotel_name, r.hotel_city, r.hotel_country, r.hotel_star_rating,
+           r.record, g.first_record, g.disagree
+    FROM load_rows AS r
+    JOIN (
+        SELECT hotel_phone,
+               max(created_at) AS latest,
+               min(record) AS first_record,
+               min(hotel_name COLLATE "C") <> max(hotel_name COLLATE "C")
+                   OR min(hotel_city COLLATE "C") <> max(hotel_city COLLATE "C")
+                   OR min(hotel_country COLLATE "C") <> max(hotel_country COLLATE "C")
+                   OR min(hotel_star_rating) <> max(hotel_star_rating) AS disagree
+        FROM load_rows
+        GROUP BY hotel_phone
+    ) AS g ON g.hotel_phone = r.hotel_phone AND g.latest = r.created_at
+    ORDER BY r.hotel_phone, r.record DESC
+    RETURNING disagree
+)
+SELECT count(*) AS phones, count(*) FILTER (WHERE disagree) AS disagreeing
+FROM resolved
+
+-- name: find_hotel_conflicts :many
+-- (name, city, country) is unique: where two phones claim one, the claim kept is
+-- the one the database already holds, else the phone seen first in the file.
+-- The others are returned with the keeper; hotels untouched by the file keep theirs.
+WITH claims AS (
+    SELECT lh.phone, lh.name, lh.city, lh.country, lh.record, lh.first_record,
+           NULL::bigint AS hotel_id,
+           EXISTS (
+               SELECT 1 FROM hotels AS h
+               WHERE h.phone = lh.phone
+                 AND (h.name, h.city, h.country) = (lh.name, lh.city, lh.country)
+           ) AS holds
+    FROM load_hotels AS lh
+    UNION ALL
+    SELECT h.phone, h.name, h.city, h.country, NULL, NULL, h.id, true
+    FROM hotels AS h
+    WHERE NOT EXISTS (SELECT 1 FROM load_hotels AS lh WHERE lh.phone = h.phone)
+), ranked AS (
+    SELECT c.*,
+           row_number() OVER w AS rank,
+           first_value(c.phone) OVER w AS keeper_phone,
+           first_value(c.record) OVER w AS keeper_record,
+           first_value(c.hotel_id) OVER w AS keeper_hotel_id
+    FROM claims AS c
+    WINDOW w AS (PARTITION BY c.name, c.city, c.country
+                 ORDER BY c.holds DESC, c.first_record NULLS FIRST, c.phone)
+)
+SELECT phone, name, city, country, record, keeper_phone, keeper_record, keeper_hotel_id
+FROM ranked
+WHERE rank > 1
+ORDER BY record
+
+-- name: reject_phones :execrows
+-- Rejects every record of the given phones ($1) with the matching reason ($2),
+-- and drops them from the work tables.
+WITH rejected AS (
+    DELETE FROM load_rows AS r
+    USING unnest($1::text[], $2::text[]) AS x(phone, reason)
+    WHERE r.hotel_phone = x.phone
+    RETURNING r.record, r.hotel_phone, x.reason
+), gone AS (
+    DELETE FROM load_hotels AS lh
+    WHERE lh.phone = ANY ($1::text[])
+)
+INSERT INTO load_errors (record, ord, col, value, reason)
+SELECT record, 100, 'hotel_phone', hotel_phone, reason
+FROM rejected
+
+-- name: update_hotels :execrows
+-- Existing hotels (by phone) whose values differ from the file's; same values: no write.
+UPDATE hotels AS h
+SET name = lh.name, city = lh.city, country = lh.country, star_rating = lh.star_rating
+FROM load_hotels AS lh
+WHERE h.phone = lh.phone
+  AND (h.name, h.city, h.country, h.star_rating)
+      IS DISTINCT FROM (lh.name, lh.city, lh.country, lh.star_rating)
+
+-- name: insert_hotels :execrows
+-- New phones become hotels, ids in order of first appearance in the file.
+INSERT INTO hotels (name, city, country, phone, star_rating)
+SELECT lh.name, lh.city, lh.country, lh.phone, lh.star_rating
+FROM load_hotels AS lh
+WHERE NOT EXISTS (SELECT 1 FROM hotels AS h WHERE h.phone = lh.phone)
+ORDER BY lh.first_record
+ON CONFLICT (phone) DO NOTHING
+
+-- name: insert_load_links :execrows
+-- Splits each good record's categories: trimmed, lower-cased, empty items and
+-- repeats ("luxury,Luxury") dropped. One hash aggregate.
+INSERT INTO load_links (deal_id, category)
+SELECT DISTINCT r.deal_id, lower(btrim(item.name))
+FROM load_rows AS r
+CROSS JOIN LATERAL unnest(string_to_array(r.categories, ',')) AS item(name)
+WHERE btrim(item.name) <> ''
+
+-- name: insert_categories :execrows
+-- Category names the database does not know yet.
+INSERT INTO categories (name)
+SELECT DISTINCT l.category
+FROM load_links AS l
+WHERE NOT EXISTS (SELECT 1 FROM categories AS c WHERE c.name = l.category)
+ORDER BY 1
+ON CONFLICT (name) DO NOTHING
+
+-- name: find_existing_deals :execrows
+-- Which of the file's deal_ids the database has; a hash join, or index lookups
+-- on deals_deal_id_key when the file is small against a large table.
+INSERT INTO load_existing (deal_id, id)
+SELECT d.deal_id, d.id
+FROM load_rows AS r
+JOIN deals AS d ON d.deal_id = r.deal_id
+
+-- name: find_changed_category_sets :execrows
+-- Existing deals whose stored categories differ from the file's (a symmetric
+-- difference by full join); such a deal counts as changed and gets a new version.
+INSERT INTO load_changed (deal_id)
+SELECT DISTINCT coalesce(new.deal_id, old.deal_id)
+FROM (
+    SELECT l.deal_id, c.id AS category_id
+    FROM load_links AS l
+    JOIN load_existing AS e ON e.deal_id = l.deal_id
+    JOIN categories AS c ON c.name = l.category
+) AS new
+FULL JOIN (
+    SELECT e.deal_id, dc.category_id
+    FROM load_existing AS e
+    JOIN deal_categories AS dc ON dc.deal_id = e.id
+) AS old ON old.deal_id = new.deal_id AND old.category_id = new.category_id
+WHERE new.deal_id IS NULL OR old.deal_id IS NULL
+
+-- name: update_deals :execrows
+-- Existing deals whose values or category set changed: new values, version + 1.
+-- A deal whose row is the same is not touched at all (no new row version, no lock).
+UPDATE deals AS d
+SET hotel_id = h.id,
+    room_type = r.room_type,
+    price_per_night = r.price_per_night,
+    original_price = r.original_price,
+    discount_percent = r.discount_percent,
+    checkin_date = r.checkin_date,
+    checkout_date = r.checkout_date,
+    is_available = r.is_available,
+    created_at = r.created_at,
+    version = d.version + 1
+FROM load_rows AS r
+JOIN load_existing AS e ON e.deal_id = r.deal_id
+JOIN hotels AS h ON h.phone = r.hotel_phone
+WHERE d.id = e.id
+  AND ((d.hotel_id, d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+        d.checkin_date, d.checkout_date, d.is_available, d.created_at)
+       IS DISTINCT FROM
+       (h.id, r.room_type, r.price_per_night, r.original_price, r.discount_percent,
+        r.checkin_date, r.checkout_date, r.is_available, r.created_at)
+       OR EXISTS (SELECT 1 FROM load_changed AS c WHERE c.deal_id = r.deal_id))
+
+-- name: insert_deals :execrows
+-- The file's new deal_ids, hotel_id from a join on phone; their ids go to
+-- load_new_deals for the links. A plain INSERT (no ON CONFLICT): a deal_id
+-- created meanwhile by someone else fails the load on deals_deal_id_key.
+WITH inserted AS (
+    INSERT INTO deals (
+        deal_id, hotel_id, room_type, price_per_night, original_price, discount_percent,
+        checkin_date, checkout_date, is_available, created_at
+    )
+    SELECT r.deal_id, h.id, r.room_type, r.price_per_night, r.original_price, r.discount_percent,
+           r.checkin_date, r.checkout_date, r.is_available, r.created_at
+    FROM load_rows AS r
+    JOIN hotels AS h ON h.phone = r.hotel_phone
+    WHERE NOT EXISTS (SELECT 1 FROM load_existing AS e WHERE e.deal_id = r.deal_id)
+    RETURNING deal_id, id
+)
+INSERT INTO load_new_deals (deal_id, id)
+SELECT deal_id, id FROM inserted
+
+-- name: delete_stale_links :execrows
+-- Links of changed deals to categories the file no longer lists for them.
+DELETE FROM deal_categories AS dc
+USING load_changed AS ch
+JOIN load_existing AS e ON e.deal_id = ch.deal_id
+WHERE dc.deal_id = e.id
+  AND NOT EXISTS (
+      SELECT 1
+      FROM load_links AS l
+      JOIN categories AS c ON c.name = l.category
+      WHERE l.deal_id = ch.deal_id AND c.id = dc.category_id
+  )
+
+-- name: insert_new_links :execrows
+-- Links of the deals this load inserted: nothing can clash, so a plain INSERT.
+INSERT INTO deal_categories (deal_id, category_id)
+SELECT n.id, c.id
+FROM load_links AS l
+JOIN load_new_deals AS n ON n.deal_id = l.deal_id
+JOIN categories AS c ON c.name = l.category
+
+-- name: insert_changed_links :execrows
+-- Links that changed deals gain; the ones they keep are skipped (arbiter:
+-- deal_categories_pkey).
+INSERT INTO deal_categories (deal_id, category_id)
+SELECT e.id, c.id
+FROM load_links AS l
+JOIN load_changed AS ch ON ch.deal_id = l.deal_id
+JOIN load_existing AS e ON e.deal_id = l.deal_id
+JOIN categories AS c ON c.name = l.category
+ON CONFLICT DO NOTHING
+
+-- name: count_rejected :val
+-- Records with at least one problem.
+SELECT count(DISTINCT record) FROM load_errors
+
+-- name: first_problems :many
+-- The first $1 problems in file order, for the report.
+SELECT record, col, value, reason
+FROM load_errors
+ORDER BY record, ord
+LIMIT $1::bigint
+
+-- name: count_problems :val
+-- All problems, for the report's total.
+SELECT count(*) FROM load_errors
+
+-- name: rejected_records :many
+-- Every bad record with its reasons, in file order, for the rejects file (read
+-- through a cursor: memory stays flat however many there are).
+SELECT record, string_agg(col || ' ' || reason, '; ' ORDER BY ord, col) AS reasons
+FROM load_errors
+GROUP BY record
+ORDER BY record
+
+-- name: analyze_loaded_tables :exec
+-- After commit: fresh planner statistics for the tables a load wrote. Takes
+-- SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
+ANALYZE hotels, deals, categories, deal_categories

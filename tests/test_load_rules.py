@@ -1,0 +1,277 @@
+"""One test per rule of the deals CSV spec, in strict mode (nothing written) and skip mode."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TypeAlias
+
+import asyncpg
+import pytest
+
+from service.generate import COLUMNS
+from service.load import BadRows, ProblemLine, load_file
+from tests import loadkit, pg
+from tests.loadkit import row, rows, write
+
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+
+# (column, bad value, the reason reported); "" is an empty field
+RULES = [
+    ("deal_id", "", "is empty"),
+    ("deal_id", "abc", "is not an integer"),
+    ("deal_id", "1.5", "is not an integer"),
+    ("deal_id", "99999999999999999999", "is not an integer"),
+    ("deal_id", "0", "must be greater than 0"),
+    ("deal_id", "-7", "must be greater than 0"),
+    ("hotel_name", "", "is empty"),
+    ("hotel_name", "   ", "is empty"),
+    ("hotel_city", "", "is empty"),
+    ("hotel_country", " ", "is empty"),
+    ("hotel_phone", "", "is empty"),
+    ("hotel_star_rating", "", "is empty"),
+    ("hotel_star_rating", "four", "is not an integer"),
+    ("hotel_star_rating", "4.5", "is not an integer"),
+    ("hotel_star_rating", "0", "must be from 1 to 5"),
+    ("hotel_star_rating", "6", "must be from 1 to 5"),
+    ("room_type", "", "is empty"),
+    ("room_type", "  ", "is empty"),
+    ("price_per_night", "", "is empty"),
+    ("price_per_night", "cheap", "is not a decimal number"),
+    ("price_per_night", "NaN", "is not a decimal number"),
+    ("price_per_night", "0", "must be greater than 0"),
+    ("price_per_night", "-1.50", "must be greater than 0"),
+    ("price_per_night", "10.005", "has more than 2 decimal places"),
+    ("price_per_night", "100000000", "is too large (at most 99999999.99)"),
+    ("original_price", "", "is empty"),
+    ("original_price", "1,50", "is not a decimal number"),
+    ("original_price", "0.00", "must be greater than 0"),
+    ("original_price", "0.001", "has more than 2 decimal places"),  # would round to 0.00
+    ("original_price", "150.001", "has more than 2 decimal places"),
+    ("original_price", "Infinity", "is too large (at most 99999999.99)"),
+    ("discount_percent", "", "is empty"),
+    ("discount_percent", "ten", "is not a decimal number"),
+    ("discount_percent", "-1", "must be from 0 to 100"),
+    ("discount_percent", "100.01", "must be from 0 to 100"),
+    ("checkin_date", "", "is empty"),
+    ("checkin_date", "2026/03/01", "is not a date in YYYY-MM-DD form"),
+    ("checkin_date", "2026-02-30", "is not a date in YYYY-MM-DD form"),
+    ("checkin_date", "20260301", "is not a date in YYYY-MM-DD form"),
+    ("checkin_date", "March 1, 2026", "is not a date in YYYY-MM-DD form"),
+    ("checkout_date", "", "is empty"),
+    ("checkout_date", "2026-13-01", "is not a date in YYYY-MM-DD form"),
+    ("checkout_date", "2026-03-01", "must be later than checkin_date"),
+    ("checkout_date", "2026-02-27", "must be later than checkin_date"),
+    ("is_available", "", "is empty"),
+    ("is_available", "maybe", "is not one of true/false, t/f, 1/0, yes/no"),
+    ("is_available", "on", "is not one of true/false, t/f, 1/0, yes/no"),
+    ("created_at", "", "is empty"),
+    ("created_at", "yesterday", "is not an ISO 8601 timestamp"),
+    ("created_at", "now", "is not an ISO 8601 timestamp"),
+    ("created_at", "01/15/2026 10:00", "is not an ISO 8601 timestamp"),
+    ("created_at", "2026-01-15T25:00:00", "is not an ISO 8601 timestamp"),
+]
+BAD_LINE = 4  # header, two good rows, then the bad one
+
+
+@pytest.fixture(scope="module")
+def shared_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """One database for the rule cases: each loads its own deal_ids (strict ones load nothing)."""
+    name, url = pg.clone(admin_url, template_db)
+    yield url
+    pg.drop(admin_url, name)
+
+
+@pytest.fixture
+async def shared(shared_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    connection = await asyncpg.connect(shared_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def file_with(tmp_path: Path, column: str, value: str, first: int = 1) -> Path:
+    """Five rows, deal_ids first..first+4; the third breaks one rule."""
+    records = rows(5, start=first)
+    records[2] = row(first + 2, **{column: value})
+    return write(tmp_path / "bad.csv", records)
+
+
+def ids(case: tuple[str, str, str]) -> str:
+    return f"{case[0]}={case[1]!r}"
+
+
+@pytest.mark.parametrize("case", RULES, ids=ids)
+async def test_strict_mode_reports_and_writes_nothing(
+    shared_url: str, shared: Conn, tmp_path: Path, case: tuple[str, str, str]
+) -> None:
+    column, value, reason = case
+    before = await loadkit.counts(shared)
+    with pytest.raises(BadRows) as caught:
+        await load_file(shared_url, file_with(tmp_path, column, value, first=10_001))
+    assert caught.value.exit_code == 1
+    assert caught.value.rows_rejected == 1
+    assert caught.value.problems == [
+        ProblemLine(line=BAD_LINE, column=column, value=value or None, reason=reason)
+    ]
+    assert await loadkit.counts(shared) == before
+    assert await shared.fetchval("SELECT count(*) FROM deals WHERE deal_id > 10000") == 0
+
+
+@pytest.mark.parametrize("case", RULES, ids=ids)
+async def test_skip_mode_loads_the_rest_and_rejects_the_row(
+    shared_url: str, shared: Conn, tmp_path: Path, case: tuple[str, str, str]
+) -> None:
+    column, value, reason = case
+    first = 100 * (RULES.index(case) + 1)
+    rejects = tmp_path / "rejects.csv"
+    path = file_with(tmp_path, column, value, first=first)
+    summary = await load_file(shared_url, path, skip_bad_rows=True, rejects=rejects)
+    assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (5, 4, 1)
+    assert summary.rows_read == summary.rows_loaded + summary.rows_rejected
+    assert summary.deals_new == 4
+    with rejects.open(newline="") as f:
+        written = list(csv.reader(f))
+    original = next(r for i, r in enumerate(csv.reader(path.open(newline=""))) if i == 3)
+    assert written == [
+        ["line", "reason", *COLUMNS],
+        [str(BAD_LINE), f"{column} {reason}", *original],
+    ]
+    stored = await shared.fetch(
+        "SELECT deal_id FROM deals WHERE deal_id BETWEEN $1 AND $1 + 99 ORDER BY 1", first
+    )
+    assert [r["deal_id"] for r in stored] == [first, first + 1, first + 3, first + 4]
+
+
+async def test_a_row_reports_every_bad_value(database_url: str, tmp_path: Path) -> None:
+    records = rows(3)
+    records[1] = row(2, price_per_night="-1", checkin_date="x", is_available="?")
+    with pytest.raises(BadRows) as caught:
+        await load_file(database_url, write(tmp_path / "m.csv", records))
+    assert [(p.line, p.column) for p in caught.value.problems] == [
+        (3, "price_per_night"),
+        (3, "checkin_date"),
+        (3, "is_available"),
+    ]
+    assert (caught.value.rows_rejected, caught.value.problem_count) == (1, 3)
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["strict", "skip"])
+async def test_deal_id_must_be_unique_in_the_file(
+    database_url: str, conn: Conn, tmp_path: Path, skip: bool
+) -> None:
+    records = [*rows(4), row(2, room_type="Suite")]  # deal 2 again, on line 6
+    path = write(tmp_path / "dup.csv", records)
+    rejects = tmp_path / "r.csv"
+    if not skip:
+        with pytest.raises(BadRows) as caught:
+            await load_file(database_url, path)
+        assert [(p.line, p.column, p.value, p.reason) for p in caught.value.problems] == [
+            (3, "deal_id", "2", "appears 2 times in the file"),
+            (6, "deal_id", "2", "appears 2 times in the file"),
+        ]
+        assert (await loadkit.counts(conn))["deals"] == 0
+        return
+    summary = await load_file(database_url, path, skip_bad_rows=True, rejects=rejects)
+    assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (5, 3, 2)
+    assert [r[0] for r in csv.reader(rejects.open(newline=""))] == ["line", "3", "6"]
+    assert sorted(r["deal_id"] for r in await conn.fetch("SELECT deal_id FROM deals")) == [1, 3, 4]
+
+
+async def test_accepted_spellings(database_url: str, conn: Conn, tmp_path: Path) -> None:
+    spellings = ["TRUE", "False", "t", "F", "1", "0", "yes", "NO", " true "]
+    records = [row(n, is_available=v) for n, v in enumerate(spellings, start=1)]
+    records.append(row(20, created_at="2026-01-15T10:00:00Z", checkin_date=" 2026-03-01 "))
+    records.append(row(21, created_at="2026-01-15T10:00:00.123+0530", deal_id=" 21 "))
+    summary = await load_file(database_url, write(tmp_path / "ok.csv", records))
+    assert summary.rows_loaded == len(records)
+    available = await conn.fetch(
+        "SELECT is_available FROM deals WHERE deal_id < 20 ORDER BY deal_id"
+    )
+    assert [r["is_available"] for r in available] == [True, False] * 4 + [True]
+
+
+def two_claims(first_phone: str, second_phone: str) -> list[dict[str, str | None]]:
+    """Two phones claiming 'Hotel 0, Paris, France'."""
+    same = {"hotel_name": "Hotel Twin", "hotel_city": "Lyon", "hotel_country": "France"}
+    return [
+        row(1),
+        row(10, hotel_phone=first_phone, **same),
+        row(11, hotel_phone=second_phone, **same),
+        row(12, hotel_phone=second_phone, **same),
+        row(13, hotel_phone=first_phone, **same),
+    ]
+
+
+async def test_two_phones_claiming_one_hotel_fail_a_strict_load(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "twin.csv", two_claims("+1 111", "+1 222"))
+    with pytest.raises(BadRows) as caught:
+        await load_file(database_url, path)
+    reason = "hotel (Hotel Twin, Lyon, France) belongs to phone +1 111 (line 6)"
+    assert [(p.line, p.column, p.value, p.reason) for p in caught.value.problems] == [
+        (4, "hotel_phone", "+1 222", reason),
+        (5, "hotel_phone", "+1 222", reason),
+    ]
+    assert await loadkit.counts(conn) == dict.fromkeys(loadkit.TABLES, 0)
+
+
+async def test_skip_mode_keeps_the_phone_seen_first(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "twin.csv", two_claims("+1 111", "+1 222"))
+    summary = await load_file(database_url, path, skip_bad_rows=True, rejects=tmp_path / "r.csv")
+    assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (5, 3, 2)
+    phones = await conn.fetch("SELECT phone FROM hotels WHERE name = 'Hotel Twin'")
+    assert [r["phone"] for r in phones] == ["+1 111"]
+
+
+async def test_a_phone_claiming_a_database_hotel_is_rejected(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    await load_file(database_url, write(tmp_path / "a.csv", rows(3)))
+    hotel_id = await conn.fetchval("SELECT id FROM hotels WHERE phone = '+33 1 00 00 01'")
+    path = write(tmp_path / "b.csv", [row(7, hotel_phone="+44 20 7946 0000"), row(8)])
+    with pytest.raises(BadRows) as caught:
+        await load_file(database_url, path)
+    assert [p.reason for p in caught.value.problems] == [
+        f"hotel (Hotel 1, Paris, France) belongs to hotel {hotel_id} (phone +33 1 00 00 01)"
+        " in the database"
+    ]
+    summary = await load_file(database_url, path, skip_bad_rows=True, rejects=tmp_path / "r.csv")
+    assert (summary.rows_loaded, summary.rows_rejected) == (1, 1)
+
+
+async def test_a_renamed_hotel_frees_its_name(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    await load_file(database_url, write(tmp_path / "a.csv", rows(3)))
+    renamed = row(4, hotel_name="Hotel One Renamed", created_at="2026-02-01T00:00:00Z")
+    newcomer = row(5, hotel_phone="+1 999", hotel_name="Hotel 1")
+    summary = await load_file(database_url, write(tmp_path / "b.csv", [renamed, newcomer]))
+    assert (summary.hotels_new, summary.hotels_updated, summary.rows_rejected) == (1, 1, 0)
+    names = {r["phone"]: r["name"] for r in await conn.fetch("SELECT phone, name FROM hotels")}
+    assert names["+1 999"] == "Hotel 1"
+    assert names["+33 1 00 00 01"] == "Hotel One Renamed"
+
+
+async def test_rejecting_a_phone_can_reject_another(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    await load_file(database_url, write(tmp_path / "a.csv", rows(3)))  # phone ...01 is 'Hotel 1'
+    records = [
+        row(10, hotel_phone="+1 300", hotel_name="Hotel Z"),  # first to claim Hotel Z
+        row(11, hotel_name="Hotel Z"),  # phone ...01 renames to Hotel Z: loses, keeps Hotel 1
+        row(12, hotel_phone="+1 400", hotel_name="Hotel 1"),  # so this claim loses too
+    ]
+    summary = await load_file(
+        database_url, write(tmp_path / "b.csv", records), skip_bad_rows=True, rejects=tmp_path / "r"
+    )
+    assert (summary.rows_loaded, summary.rows_rejected) == (1, 2)
+    names = {r["phone"]: r["name"] for r in await conn.fetch("SELECT phone, name FROM hotels")}
+    assert names["+33 1 00 00 01"] == "Hotel 1"
+    assert names["+1 300"] == "Hotel Z"
+    assert "+1 400" not in names
