@@ -6,9 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 COUNT  ?= 1
+SAMPLE ?= $(or $(DEALS_DATA_DIR),.data)/sample.csv
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test lint typecheck pytest migrate rollback migration \
+.PHONY: help install run serve sample test lint typecheck pytest migrate rollback migration \
         migrate-status db-start db-stop db-url lock bench clean
 
 help: ## list the targets
@@ -23,7 +24,13 @@ install: $(STAMP) ## create .venv and install the service with its dev tools
 
 run: install ## embedded PostgreSQL + migrations + sample data, then serve on 127.0.0.1:8000
 	$(BIN)/deals migrate apply
+	@$(MAKE) --no-print-directory sample
 	$(BIN)/deals serve
+
+sample: install ## load a generated 50,000-row sample (seed 1) if the deals table is empty
+	@mkdir -p $(dir $(SAMPLE))
+	@test -f $(SAMPLE) || $(BIN)/deals generate --rows 50000 --seed 1 -o $(SAMPLE)
+	$(BIN)/deals load --if-empty $(SAMPLE)
 
 serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 	$(BIN)/deals serve
