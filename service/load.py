@@ -241,8 +241,12 @@ class Loader:
         file, when asked for, has every bad row before anything is written.
         """
         conn = self.conn
-        problems = await sql.find_bad_values(conn) + await sql.find_duplicate_deal_ids(conn)
+        problems = await sql.find_bad_values(conn)
         await sql.insert_good_rows(conn)
+        duplicates = await sql.find_duplicate_deal_ids(conn)
+        if duplicates:
+            await sql.drop_rejected_rows(conn)
+        problems += duplicates
         _phones, disagreeing = await sql.resolve_hotels(conn)
         problems += await reject_hotel_conflicts(conn, self.path)
         rejected = await sql.count_rejected(conn) if problems else 0

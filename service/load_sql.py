@@ -39,6 +39,7 @@ CREATE_WORK_TABLES = tuple(
 FIND_BAD_VALUES = q("find_bad_values")
 FIND_DUPLICATE_DEAL_IDS = q("find_duplicate_deal_ids")
 INSERT_GOOD_ROWS = q("insert_good_rows")
+DROP_REJECTED_ROWS = q("drop_rejected_rows")
 RESOLVE_HOTELS = q("resolve_hotels")
 FIND_HOTEL_CONFLICTS = q("find_hotel_conflicts")
 REJECT_PHONES = q("reject_phones")
@@ -120,6 +121,10 @@ async def find_duplicate_deal_ids(conn: Connection) -> int:
 
 async def insert_good_rows(conn: Connection) -> int:
     return rowcount(await conn.execute(INSERT_GOOD_ROWS.sql))
+
+
+async def drop_rejected_rows(conn: Connection) -> int:
+    return rowcount(await conn.execute(DROP_REJECTED_ROWS.sql))
 
 
 async def resolve_hotels(conn: Connection) -> tuple[int, int]:

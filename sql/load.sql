@@ -124,7 +124,7 @@ CREATE TEMP TABLE load_new_deals (
 -- name: find_bad_values :execrows
 -- Every per-value rule of the spec in one pass over load_staging: each CASE
 -- yields 'column:reason' or NULL; only records with a problem are unnested.
--- Cheap tests come first in each CASE, so a good value costs a few comparisons.
+-- A CASE first tests for the usual good value, so a good row costs little.
 INSERT INTO load_errors (record, ord, col, value, reason)
 SELECT b.record,
        p.ord,
@@ -163,6 +163,7 @@ FROM (
                CASE WHEN s.hotel_phone IS NULL OR (ascii(s.hotel_phone) <= 32 AND btrim(s.hotel_phone) = '')
                    THEN 'hotel_phone:is empty' END,
                CASE
+                   WHEN s.hotel_star_rating IN ('1', '2', '3', '4', '5') THEN NULL
                    WHEN s.hotel_star_rating IS NULL OR (ascii(s.hotel_star_rating) <= 32 AND btrim(s.hotel_star_rating) = '')
                        THEN 'hotel_star_rating:is empty'
                    WHEN NOT pg_input_is_valid(s.hotel_star_rating, 'smallint')
@@ -173,6 +174,9 @@ FROM (
                CASE WHEN s.room_type IS NULL OR (ascii(s.room_type) <= 32 AND btrim(s.room_type) = '')
                    THEN 'room_type:is empty' END,
                CASE
+                   WHEN pg_input_is_valid(s.price_per_night, 'numeric(10,2)')
+                        AND scale(s.price_per_night::numeric) <= 2 AND s.price_per_night::numeric > 0
+                       THEN NULL  -- the usual case, in one test
                    WHEN s.price_per_night IS NULL OR (ascii(s.price_per_night) <= 32 AND btrim(s.price_per_night) = '')
                        THEN 'price_per_night:is empty'
                    WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric') OR s.price_per_night::numeric = 'NaN'
@@ -185,6 +189,9 @@ FROM (
                        THEN 'price_per_night:is too large (at most 99999999.99)'
                END,
                CASE
+                   WHEN pg_input_is_valid(s.original_price, 'numeric(10,2)')
+                        AND scale(s.original_price::numeric) <= 2 AND s.original_price::numeric > 0
+                       THEN NULL  -- the usual case, in one test
                    WHEN s.original_price IS NULL OR (ascii(s.original_price) <= 32 AND btrim(s.original_price) = '')
                        THEN 'original_price:is empty'
                    WHEN NOT pg_input_is_valid(s.original_price, 'numeric') OR s.original_price::numeric = 'NaN'
@@ -197,6 +204,9 @@ FROM (
                        THEN 'original_price:is too large (at most 99999999.99)'
                END,
                CASE
+                   WHEN pg_input_is_valid(s.discount_percent, 'numeric')
+                        AND s.discount_percent::numeric BETWEEN 0 AND 100
+                       THEN NULL
                    WHEN s.discount_percent IS NULL OR (ascii(s.discount_percent) <= 32 AND btrim(s.discount_percent) = '')
                        THEN 'discount_percent:is empty'
                    WHEN NOT pg_input_is_valid(s.discount_percent, 'numeric') OR s.discount_percent::numeric = 'NaN'
@@ -242,20 +252,6 @@ FROM (
 CROSS JOIN LATERAL unnest(b.problems) WITH ORDINALITY AS p(problem, ord)
 WHERE cardinality(b.problems) > 0
 
--- name: find_duplicate_deal_ids :execrows
--- deal_id must be unique in the file: every record that shares one is bad.
--- Two hash aggregates over load_staging, compared as integers (so 7 = 07).
-INSERT INTO load_errors (record, ord, col, value, reason)
-SELECT s.record, 0, 'deal_id', s.deal_id, format('appears %s times in the file', d.n)
-FROM load_staging AS s
-JOIN (
-    SELECT deal_id::bigint AS id, count(*) AS n
-    FROM load_staging
-    WHERE pg_input_is_valid(deal_id, 'bigint')
-    GROUP BY 1
-    HAVING count(*) > 1
-) AS d ON d.id = CASE WHEN pg_input_is_valid(s.deal_id, 'bigint') THEN s.deal_id::bigint END
-
 -- name: insert_good_rows :execrows
 -- The records without a problem, typed; text trimmed. A hash anti-join
 -- against load_errors, which is empty on a clean file.
@@ -282,6 +278,38 @@ SELECT s.record,
        s.created_at::timestamptz
 FROM load_staging AS s
 WHERE NOT EXISTS (SELECT 1 FROM load_errors AS e WHERE e.record = s.record)
+
+-- name: find_duplicate_deal_ids :execrows
+-- deal_id must be unique in the file: every record that shares one is bad, good
+-- or not. One hash aggregate over the typed good records plus the (few) bad
+-- records whose deal_id is an integer; the join back is skipped when none repeat.
+WITH ids AS (
+    SELECT r.deal_id FROM load_rows AS r
+    UNION ALL
+    SELECT s.deal_id::bigint
+    FROM load_staging AS s
+    WHERE s.record IN (SELECT e.record FROM load_errors AS e)
+      AND pg_input_is_valid(s.deal_id, 'bigint')
+), shared AS (
+    SELECT deal_id, count(*) AS n FROM ids GROUP BY deal_id HAVING count(*) > 1
+)
+INSERT INTO load_errors (record, ord, col, value, reason)
+SELECT r.record, 0, 'deal_id', r.deal_id::text, format('appears %s times in the file', d.n)
+FROM shared AS d
+JOIN load_rows AS r ON r.deal_id = d.deal_id
+UNION ALL
+SELECT s.record, 0, 'deal_id', s.deal_id, format('appears %s times in the file', d.n)
+FROM shared AS d
+JOIN load_staging AS s
+  ON s.record IN (SELECT e.record FROM load_errors AS e)
+ AND pg_input_is_valid(s.deal_id, 'bigint')
+ AND s.deal_id::bigint = d.deal_id
+
+-- name: drop_rejected_rows :execrows
+-- Good records found bad by a later rule leave load_rows.
+DELETE FROM load_rows AS r
+USING load_errors AS e
+WHERE e.record = r.record
 
 -- name: resolve_hotels :one
 -- One hotel per phone: the values of its record with the latest created_at, the
@@ -378,12 +406,20 @@ ON CONFLICT (phone) DO NOTHING
 
 -- name: insert_load_links :execrows
 -- Splits each good record's categories: trimmed, lower-cased, empty items and
--- repeats ("luxury,Luxury") dropped. One hash aggregate.
+-- repeats ("luxury,Luxury") dropped. An item is kept where array_position finds
+-- its first occurrence: no hash aggregate over all the pairs.
 INSERT INTO load_links (deal_id, category)
-SELECT DISTINCT r.deal_id, lower(btrim(item.name))
-FROM load_rows AS r
-CROSS JOIN LATERAL unnest(string_to_array(r.categories, ',')) AS item(name)
-WHERE btrim(item.name) <> ''
+SELECT r.deal_id, item.name
+FROM (
+    SELECT deal_id,
+           CASE WHEN strpos(categories, ' ') = 0 THEN string_to_array(lower(categories), ',')
+                ELSE ARRAY(SELECT btrim(x) FROM unnest(string_to_array(lower(categories), ',')) AS x)
+           END AS names
+    FROM load_rows
+    WHERE categories <> ''
+) AS r
+CROSS JOIN LATERAL unnest(r.names) WITH ORDINALITY AS item(name, ord)
+WHERE item.name <> '' AND array_position(r.names, item.name) = item.ord
 
 -- name: insert_categories :execrows
 -- Category names the database does not know yet.

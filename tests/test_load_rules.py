@@ -275,3 +275,16 @@ async def test_rejecting_a_phone_can_reject_another(
     assert names["+33 1 00 00 01"] == "Hotel 1"
     assert names["+1 300"] == "Hotel Z"
     assert "+1 400" not in names
+
+
+async def test_a_deal_id_repeated_on_a_bad_row_rejects_both(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    records = [*rows(4), row(2, price_per_night="free")]
+    with pytest.raises(BadRows) as caught:
+        await load_file(database_url, write(tmp_path / "dup.csv", records))
+    assert [(p.line, p.column, p.reason) for p in caught.value.problems] == [
+        (3, "deal_id", "appears 2 times in the file"),
+        (6, "deal_id", "appears 2 times in the file"),
+        (6, "price_per_night", "is not a decimal number"),
+    ]
