@@ -1,0 +1,201 @@
+"""`deals load` against the floor: a plain psql \\copy of the same file into an unlogged text table.
+
+    .venv/bin/python -m bench.bench_load [--rows 50000 1000000] [--runs 3] [--explain]
+
+For each size, one generated file (cached in bench/out/); each run loads it
+into a fresh, empty, migrated database: first the floor (psql \\copy, the
+cost of reading the bytes at all), then `deals load` as a subprocess (wall
+time with process start, peak RSS from wait4). Timings on a shared machine
+are noisy: compare the ratios of one run, and look at the median of several.
+--explain prints EXPLAIN (ANALYZE, BUFFERS, WAL) of the two statements that
+bound a large load, so an SRE sees where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from service import ROOT, generate, migrations
+from service.cli import database_url
+from service.embedded import bin_dir
+from service.settings import Settings
+
+OUT = ROOT / "bench" / "out"
+TEMPLATE = "bench_load_template"
+FLOOR_TABLE = (
+    "CREATE UNLOGGED TABLE floor_copy (" + ", ".join(f"{c} text" for c in generate.COLUMNS) + ")"
+)
+GOALS = "goals: 50,000 rows < 1 s wall; 1,000,000 rows <= 10x the floor, <= 150 MB peak RSS, "
+GOALS += "RSS(1M)/RSS(50k) <= 1.3"
+
+
+@dataclass
+class Run:
+    floor: float
+    load: float
+    rss_mb: float
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def psql(url: str, command: str) -> None:
+    """The embedded server's bundled psql, as an operator would run it."""
+    subprocess.run(
+        [str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command],
+        check=True,
+        capture_output=True,
+    )
+
+
+def admin(url: str, command: str) -> None:
+    psql(with_database(url, "postgres"), command)
+
+
+def fresh_database(url: str, name: str) -> str:
+    admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin(url, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    # start every measurement from a clean WAL position (CHECKPOINT needs a superuser)
+    with contextlib.suppress(subprocess.CalledProcessError):
+        admin(url, "CHECKPOINT")
+    return with_database(url, name)
+
+
+def sample(rows: int) -> Path:
+    path = OUT / f"deals-{rows}.csv"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        generate.generate(path, rows, 150, seed=1)
+        print(f"generated {path} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return path
+
+
+def floor(url: str, path: Path) -> float:
+    """Wall seconds of a psql \\copy of the file into an unlogged all-text table."""
+    db = fresh_database(url, "bench_load_floor")
+    psql(db, FLOOR_TABLE)
+    started = time.perf_counter()
+    psql(db, f"\\copy floor_copy from '{path}' (format csv, header true)")
+    return time.perf_counter() - started
+
+
+def load(url: str, path: Path) -> tuple[float, float]:
+    """Wall seconds (process start included) and peak RSS in MB of `deals load`."""
+    db = fresh_database(url, "bench_load_run")
+    deals = Path(sys.executable).parent / "deals"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(deals), "load", str(path), "--json"],
+        env={**os.environ, "DATABASE_URL": db},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _pid, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = process.stdout.read().decode() if process.stdout else ""
+    err = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise SystemExit(f"deals load failed ({process.returncode}): {err or out}")
+    return wall, usage.ru_maxrss / 1024
+
+
+async def explain(url: str, path: Path) -> None:
+    """EXPLAIN ANALYZE the deals insert and the links insert of a load, then roll back."""
+    from service import load_sql as sql
+    from service.load import Loader
+    from service.load_report import Progress
+    from service.load_source import Source
+
+    db = fresh_database(url, "bench_load_explain")
+    conn = await asyncpg.connect(db)
+    try:
+        with Source(path) as source:
+            transaction = conn.transaction()
+            await transaction.start()
+            await sql.configure_load(conn, work_mem="256MB")
+            await sql.create_work_tables(conn)
+            loader = Loader(conn, source, None, Progress(), False, 20)
+            rows_read = await loader.copy()
+            await loader.check(rows_read)
+            await loader.write_hotels()
+            await sql.insert_load_links(conn)
+            await sql.insert_categories(conn)
+            await sql.find_existing_deals(conn)
+            for query in (sql.INSERT_DEALS, sql.INSERT_NEW_LINKS):
+                plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF)\n" + query.sql)
+                print(f"\n{query.name} ({rows_read:,} rows):")
+                print("\n".join("  " + r[0] for r in plan))
+            await transaction.rollback()
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.bench_load", description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 1_000_000])
+    parser.add_argument("--runs", type=int, default=3, help="runs per size; medians shown")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the heavy steps")
+    args = parser.parse_args(argv)
+
+    url = database_url(Settings.from_env())
+    admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    admin(url, f'CREATE DATABASE "{TEMPLATE}"')
+    migrations.apply(with_database(url, TEMPLATE))
+
+    results: dict[int, list[Run]] = {}
+    for rows in args.rows:
+        path = sample(rows)
+        results[rows] = []
+        for _ in range(args.runs):
+            floor_s = floor(url, path)
+            load_s, rss = load(url, path)
+            results[rows].append(Run(floor_s, load_s, rss))
+            print(
+                f"  {rows:>9,} rows: floor {floor_s:6.2f} s  load {load_s:6.2f} s  "
+                f"ratio {load_s / floor_s:5.1f}x  rss {rss:5.0f} MB",
+                file=sys.stderr,
+            )
+
+    print(f"\n{'rows':>10} {'MB':>7} {'floor s':>8} {'load s':>8} {'ratio':>7} {'rows/s':>9} "
+          f"{'peak RSS':>9}")  # fmt: skip
+    rss_at: dict[int, float] = {}
+    for rows, runs in results.items():
+        size = sample(rows).stat().st_size / 1e6
+        floor_s = statistics.median(r.floor for r in runs)
+        load_s = statistics.median(r.load for r in runs)
+        ratio = statistics.median(r.load / r.floor for r in runs)
+        rss_at[rows] = max(r.rss_mb for r in runs)
+        print(
+            f"{rows:>10,} {size:>7.1f} {floor_s:>8.2f} {load_s:>8.2f} {ratio:>6.1f}x "
+            f"{rows / load_s:>9,.0f} {rss_at[rows]:>6.0f} MB"
+        )
+    if len(rss_at) > 1:
+        small, large = min(rss_at), max(rss_at)
+        print(f"peak RSS {large:,} rows / {small:,} rows: {rss_at[large] / rss_at[small]:.2f}")
+    print(GOALS)
+    for name in ("bench_load_floor", "bench_load_run"):
+        admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if args.explain:
+        asyncio.run(explain(url, sample(max(args.rows))))
+        admin(url, 'DROP DATABASE IF EXISTS "bench_load_explain" WITH (FORCE)')
+    admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
