@@ -203,6 +203,9 @@ async def test_a_given_connection_is_used_and_left_open(conn: Conn, tmp_path: Pa
     summary = await load_file(conn, write(tmp_path / "c.csv", rows(4)))
     assert summary.deals_new == 4
     assert await conn.fetchval("SELECT count(*) FROM deals") == 4
+    # again on the same connection: its TEMP work tables were dropped at commit
+    again = await load_file(conn, write(tmp_path / "d.csv", rows(6)))
+    assert (again.deals_new, again.deals_unchanged) == (2, 4)
 
 
 class FailAt(Progress):
