@@ -11,6 +11,7 @@ The public API: load_file() returns a LoadSummary or raises a LoadError.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -131,6 +132,7 @@ async def load_file(
         out = open_rejects(Path(rejects), stack) if rejects is not None else None
         stack.callback(progress.close)
         conn = await connect(target) if isinstance(target, str) else target
+        watchdog = ConnectionWatchdog(conn)
         try:
             loader = Loader(conn, source, out, progress, skip_bad_rows, report_limit)
             summary = await loader.run(if_empty=if_empty, notify=notify, work_mem=work_mem)
@@ -139,7 +141,16 @@ async def load_file(
                 await sql.analyze_loaded_tables(conn)
         except (ConnectionError, asyncpg.ConnectionDoesNotExistError) as exc:
             raise DatabaseUnavailable(f"lost the database connection: {exc}") from None
+        except (asyncio.CancelledError, asyncpg.InterfaceError):
+            if not watchdog.lost:
+                raise
+            watchdog.forgive()
+            raise DatabaseUnavailable(
+                "lost the database connection mid-load (was the server restarted?); "
+                "its transaction died with it, nothing was written"
+            ) from None
         finally:
+            watchdog.stop()
             if isinstance(target, str):
                 await conn.close()
     seconds = time.perf_counter() - started
@@ -149,6 +160,35 @@ async def load_file(
         rows_per_second=round(summary.rows_read / seconds, 1) if seconds > 0 else 0.0,
         rejects_file=str(rejects) if rejects is not None and not summary.skipped else None,
     )
+
+
+class ConnectionWatchdog:
+    """Cancels the load when its connection dies.
+
+    asyncpg's COPY waits for the socket to accept more data and is never woken
+    when the server goes away mid-COPY (seen when the server restarts under a
+    load): the load would hang. Termination listeners are told; the load is
+    cancelled, and reported as a lost connection.
+    """
+
+    def __init__(self, conn: sql.Connection) -> None:
+        self.conn = conn
+        self.lost = False
+        self.task = asyncio.current_task()
+        conn.add_termination_listener(self._terminated)
+
+    def _terminated(self, _conn: Any) -> None:
+        self.lost = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def forgive(self) -> None:
+        """The cancellation became a DatabaseUnavailable: withdraw the cancel request."""
+        if self.task is not None and self.task.cancelling():
+            self.task.uncancel()
+
+    def stop(self) -> None:
+        self.conn.remove_termination_listener(self._terminated)
 
 
 class Loader:
