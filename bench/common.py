@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 
@@ -45,21 +44,14 @@ def fresh_database(server: EmbeddedPostgres, name: str) -> str:
     return url
 
 
-def generated_csv(rows: int, hotels: int = 150, seed: int = 42) -> Path:
-    """A generated deals CSV, cached in bench/out."""
-    path = OUT / f"deals-{rows}-{hotels}-{seed}.csv"
-    if not path.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [*DEALS, "generate", "--rows", str(rows), "--hotels", str(hotels),
-             "--seed", str(seed), "-o", str(path)],
-            check=True,
-        )  # fmt: skip
-    return path
+SEED = ROOT / "bench" / "seed.sql"
 
 
 def loaded_database(server: EmbeddedPostgres, rows: int) -> str:
-    """A migrated database holding `rows` generated deals (built once, then reused)."""
+    """A migrated database holding `rows` deals seeded by bench/seed.sql (built once, reused).
+
+    Seeded set-based in SQL, deterministically, so that every bench measures the same data.
+    """
     name = f"bench_{rows}"
     url = server.url(name)
     try:
@@ -70,11 +62,13 @@ def loaded_database(server: EmbeddedPostgres, rows: int) -> str:
     except psycopg.Error:
         pass
     url = fresh_database(server, name)
-    csv = generated_csv(rows)
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([*DEALS, "load", str(csv)], check=True, env=env, stdout=subprocess.DEVNULL)
+    started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('bench.rows', %s, false)", (str(rows),))
+        with conn.transaction():
+            conn.execute(SEED.read_bytes())
         conn.execute("VACUUM ANALYZE")
+    print(f"seeded {rows} deals in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return url
 
 
