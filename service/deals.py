@@ -24,6 +24,7 @@ LIST_DEALS_BY_PRICE_DESC = q("list_deals_by_price_desc")
 LIST_DEALS_BY_CREATED_AT = q("list_deals_by_created_at")
 LIST_DEALS_BY_CREATED_AT_DESC = q("list_deals_by_created_at_desc")
 COUNT_DEALS = q("count_deals")
+COUNT_DEALS_IN_CATEGORY = q("count_deals_in_category")
 
 
 async def get_deal(conn: Connection, *, deal_id: int) -> Deal | None:
@@ -105,6 +106,12 @@ async def list_deals_by_created_at_desc(
 
 async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
     count: int = await conn.fetchval(COUNT_DEALS.sql, *filters.args())
+    return count
+
+
+async def count_deals_in_category(conn: Connection, *, filters: DealFilters) -> int:
+    """count_deals for filters with a category (filters.category is not None)."""
+    count: int = await conn.fetchval(COUNT_DEALS_IN_CATEGORY.sql, *filters.args())
     return count
 
 

@@ -17,6 +17,7 @@ from service.db import Connection, Database
 from service.deal_writes import DealWriteHandlers
 from service.deals import (
     count_deals,
+    count_deals_in_category,
     estimate_deals,
     get_deal,
     list_deals_by_created_at,
@@ -128,6 +129,8 @@ async def fetch_page(
 
 async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) -> int | None:
     if count == "exact":
+        if filters.category is not None:
+            return await count_deals_in_category(conn, filters=filters)
         return await count_deals(conn, filters=filters)
     if count == "estimated":
         return await estimate_deals(conn, filters=filters)

@@ -9,12 +9,13 @@ SELECT h.city,
        count(*) AS deal_count
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
+LEFT JOIN deal_categories dc
+       ON dc.deal_id = d.id
+      AND dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($4::text))
 WHERE ($1::int IS NULL OR h.star_rating >= $1::int)
   AND ($2::numeric IS NULL OR d.price_per_night >= $2::numeric)
   AND ($3::numeric IS NULL OR d.price_per_night <= $3::numeric)
-  AND ($4::text IS NULL OR EXISTS (
-        SELECT FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
-        WHERE dc.deal_id = d.id AND c.name = lower($4::text)))
+  AND ($4::text IS NULL OR dc.deal_id IS NOT NULL)
   AND ($5::bool IS NULL OR d.is_available = $5::bool)
 GROUP BY h.city
 ORDER BY deal_count DESC, h.city

@@ -58,6 +58,7 @@ async def names_sent(client: Client, sent: list[str], path: str) -> list[str]:
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals :val"],
         ),
+        ("/deals?category=luxury", ["list_deals_by_id :many", "count_deals_in_category :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_deals_by_created_at :many"]),
         ("/hotels", ["list_hotels :many", "count_hotels :val"]),
