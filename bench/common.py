@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -186,12 +187,24 @@ def wrk_binary() -> str:
     return found
 
 
-def run_wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 2) -> LoadResult:
-    """wrk against one URL (127.0.0.1 only); requests/s and p50/p99 from --latency."""
+def run_wrk(
+    url: str,
+    *,
+    connections: int = 32,
+    seconds: int = 10,
+    threads: int = 2,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+) -> LoadResult:
+    """wrk against one URL (127.0.0.1 only); requests/s and p50/p99 from --latency.
+
+    script: a wrk Lua script that makes the requests (args after `--`).
+    """
     assert url.startswith("http://127.0.0.1:"), "load tests talk to loopback only"
+    lua = ["-s", str(script)] if script else []
     out = subprocess.run(
         [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "--timeout", "10s", url],
+         "--timeout", "10s", *lua, url, *(["--", *script_args] if script_args else [])],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -214,17 +227,32 @@ def run_wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int 
 
 
 def run_pgbench(
-    database_url: str, script: str, *, clients: int = 32, seconds: int = 10, threads: int = 2
+    database_url: str,
+    script: str,
+    *,
+    clients: int = 32,
+    seconds: int = 10,
+    threads: int = 2,
+    defines: Mapping[str, str] | None = None,
+    options: str = "",
 ) -> LoadResult:
-    """pgbench running a custom script (the same SQL the API sends) over the unix socket."""
+    """pgbench running a custom script (the same SQL the API sends) over the unix socket.
+
+    defines: pgbench variables (-D name=value) the script reads as :name.
+    options: server settings for its sessions (PGOPTIONS), e.g. "-c plan_cache_mode=...".
+    """
     OUT.mkdir(parents=True, exist_ok=True)
     script_path = OUT / "pgbench-script.sql"
     script_path.write_text(script)
+    for stale in OUT.glob("pgbench.*"):
+        stale.unlink()
+    variables = [f"-D{name}={value}" for name, value in (defines or {}).items()]
     out = subprocess.run(
         [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients),
          "-j", str(threads), "-T", str(seconds), "-r", "--log", "--log-prefix",
-         str(OUT / "pgbench"), "-f", str(script_path), database_url],
+         str(OUT / "pgbench"), *variables, "-f", str(script_path), database_url],
         check=True, capture_output=True, text=True, cwd=OUT,
+        env={**os.environ, "PGOPTIONS": options},
     ).stdout  # fmt: skip
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
     total = int(re.search(r"number of transactions actually processed: (\d+)", out)[1])  # type: ignore[index]
