@@ -30,6 +30,16 @@ class PoolGauges(msgspec.Struct, frozen=True):
     waiting: int
 
 
+async def keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own ROLLBACK of an open transaction.
+
+    asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL` on every release: a round trip per request, for
+    session state this service never creates (no advisory locks, cursors,
+    LISTEN or SET; its settings are the connection's startup defaults).
+    """
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         if not settings.database_url:
@@ -54,6 +64,7 @@ class Database:
             timeout=s.pool_acquire_timeout,  # connect timeout
             command_timeout=None,
             max_inactive_connection_lifetime=300,
+            reset=keep_session,
             server_settings={
                 "application_name": "deals-api",
                 "statement_timeout": str(s.statement_timeout_ms),
