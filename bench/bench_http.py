@@ -260,6 +260,25 @@ def servers(
                 api_server(url, workers=args.workers, env=other, command=command)
             )
             found.append((args.against, base))
+        for variant in args.variant:
+            # The same tree with other workers and pool size: wWpP.
+            match = re.fullmatch(r"w(\d+)p(\d+)", variant)
+            if not match:
+                raise SystemExit(f"--variant {variant}: expected wWpP, e.g. w2p5")
+            other = {**env, "POOL_MIN_SIZE": match[2], "POOL_MAX_SIZE": match[2]}
+            base, _ = stack.enter_context(api_server(url, workers=int(match[1]), env=other))
+            found.append((variant, base))
+        if args.granian:
+            # This tree's app under granian instead of uvicorn (pip install granian).
+            serve = (
+                f'exec "{Path(sys.executable).parent / "granian"}" --interface asgi --factory '
+                f"--loop uvloop --http 1 --no-ws --workers {args.workers} "
+                '--host 127.0.0.1 --port "$API_PORT" service.app:app_from_env'
+            )
+            base, _ = stack.enter_context(
+                api_server(url, workers=args.workers, env=env, command=["sh", "-c", serve])
+            )
+            found.append(("granian", base))
         yield found
 
 
@@ -284,6 +303,16 @@ def main() -> None:
         help="also load a server running that commit, alternately with this tree's (A/B)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds per endpoint")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="wWpP",
+        help="also load this tree with W workers and a pool of P (e.g. w2p5), alternately",
+    )
+    parser.add_argument(
+        "--granian", action="store_true", help="also load this tree's app served by granian"
+    )
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
