@@ -26,9 +26,10 @@ def good_rate(result: LoadResult, seconds: int) -> float:
     return (result.requests - result.non_2xx) / seconds
 
 
-def overload(url: str, path: str, seconds: int) -> None:
-    print(f"\n== overload: 1 worker, pool of 4, acquire timeout 0.5 s: {path}")
-    with api_server(url, env=POOL) as (base, _process):
+def overload(url: str, path: str, seconds: int, acquire_timeout: float) -> None:
+    print(f"\n== overload: 1 worker, pool of 4, acquire timeout {acquire_timeout} s: {path}")
+    env = {**POOL, "POOL_ACQUIRE_TIMEOUT": str(acquire_timeout)}
+    with api_server(url, env=env) as (base, _process):
         results = {}
         for connections in (4, 32, 256, 1000):
             result = run_wrk(f"{base}{path}", connections=connections, seconds=seconds)
@@ -40,7 +41,7 @@ def overload(url: str, path: str, seconds: int) -> None:
             f"good throughput at 1000 connections: {good_rate(worst, seconds):.0f}/s = "
             f"{good_rate(worst, seconds) / peak:.2f}x the peak {peak:.0f}/s; "
             f"shed {worst.non_2xx} with 503; p99 {worst.p99_ms:.0f} ms "
-            f"(bound: acquire timeout 500 ms + the query)"
+            f"(bound: acquire timeout {acquire_timeout * 1000:.0f} ms + the query)"
         )
 
 
@@ -74,12 +75,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--path", default="/deals?limit=20")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--acquire-timeout", type=float, default=0.5)
+    parser.add_argument("--only", choices=["overload", "restart", "sigterm"])
     args = parser.parse_args()
     server = embedded_server()
     url = loaded_database(server, args.rows)
-    overload(url, args.path, args.seconds)
-    rolling_restart(url, args.path, args.seconds)
-    sigterm_exit(url, args.path)
+    if args.only in (None, "overload"):
+        overload(url, args.path, args.seconds, args.acquire_timeout)
+    if args.only in (None, "restart"):
+        rolling_restart(url, args.path, args.seconds)
+    if args.only in (None, "sigterm"):
+        sigterm_exit(url, args.path)
 
 
 if __name__ == "__main__":
