@@ -2,8 +2,9 @@
 
 A query starts at a header line `-- name: list_deals :many`; the comment
 lines right under it are its documentation; the SQL runs to the next
-header. The text sent to PostgreSQL keeps the header, so the server log
-and pg_stat_statements show which named query ran.
+header. The text sent to PostgreSQL keeps the header and carries the name
+in a comment after the first keyword (`SELECT /* get_deal */ ...`), so the
+server log, pg_stat_activity and pg_stat_statements show which query ran.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ class Query:
         return self.doc.splitlines()[0] if self.doc else ""
 
 
+FIRST_WORD = re.compile(r"^(\w+)")
+
+
+def tag(statement: str, name: str) -> str:
+    """The statement with its name in a comment after the first keyword.
+
+    pg_stat_statements keeps only the statement's own text, dropping comments
+    before it, so the header line alone shows in logs and pg_stat_activity
+    but not there; a comment inside the statement shows everywhere.
+    """
+    return FIRST_WORD.sub(rf"\1 /* {name} */", statement, count=1)
+
+
 def parse_file(path: Path) -> list[Query]:
     queries: list[Query] = []
     current: dict[str, object] | None = None
@@ -65,7 +79,7 @@ def parse_file(path: Path) -> list[Query]:
             Query(
                 name=name,
                 kind=current["kind"],  # type: ignore[arg-type]
-                sql=f"-- name: {name} :{current['kind']}\n{statement}",
+                sql=f"-- name: {name} :{current['kind']}\n{tag(statement, name)}",
                 doc="\n".join(doc),
                 file=path.name,
                 line=int(str(current["line"])),

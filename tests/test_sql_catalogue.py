@@ -25,7 +25,7 @@ def test_parses_header_doc_and_kind(tmp_path: Path) -> None:
     query = cat["get_thing"]
     assert query.kind == "one"
     assert query.doc == "Serves GET /thing.\nUses pk."
-    assert query.sql == "-- name: get_thing :one\nSELECT $1::int"
+    assert query.sql == "-- name: get_thing :one\nSELECT /* get_thing */ $1::int"
     assert (query.file, query.line, query.params) == ("x.sql", 1, 1)
 
 
@@ -59,3 +59,18 @@ async def test_every_query_prepares(conn: asyncpg.Connection[asyncpg.Record]) ->
         for query in sqlcat.CATALOGUE.values():
             statement = await conn.prepare(query.sql)
             assert len(statement.get_parameters()) == query.params, query.name
+
+
+async def test_pg_stat_statements_names_the_query(
+    conn: asyncpg.Connection[asyncpg.Record],
+) -> None:
+    preloaded = await conn.fetchval("SHOW shared_preload_libraries")
+    if "pg_stat_statements" not in preloaded:
+        pytest.skip("this server does not preload pg_stat_statements")
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    query = sqlcat.CATALOGUE["get_deal"]
+    await conn.fetch(query.sql, 1)
+    texts = await conn.fetch(
+        "SELECT query FROM pg_stat_statements WHERE query LIKE '%/* get_deal */%'"
+    )
+    assert len(texts) == 1
