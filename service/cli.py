@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from service import MIGRATIONS_DIR, generate, load_cli, migrations, sqlcli
+from service import MIGRATIONS_DIR, generate, load_cli, sqlcli
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
@@ -43,6 +43,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service import migrations  # yoyo is imported only by the commands that use it
+
     if args.action == "new":
         forward, backward = migrations.new(args.name)
         print(f"created {forward}\ncreated {backward}")

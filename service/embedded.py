@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 log = logging.getLogger("service.embedded")
 
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
@@ -150,6 +148,8 @@ class EmbeddedPostgres:
         return self.url()
 
     def _ensure_database(self) -> None:
+        import psycopg  # not at import time: `deals load` with DATABASE_URL never needs it
+
         deadline = time.monotonic() + 30
         while True:
             try:
