@@ -71,6 +71,7 @@ async def test_pg_stat_statements_names_the_query(
     query = sqlcat.CATALOGUE["get_deal"]
     await conn.fetch(query.sql, 1)
     texts = await conn.fetch(
-        "SELECT query FROM pg_stat_statements WHERE query LIKE '%/* get_deal */%'"
+        "SELECT query FROM pg_stat_statements WHERE query LIKE '%/* get_deal */%' "
+        "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     assert len(texts) == 1
