@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.common import embedded_server
 from service import ROOT, generate, migrations
-from service.cli import database_url
 from service.embedded import bin_dir
 from service.settings import Settings
 
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the heavy steps")
     args = parser.parse_args(argv)
 
-    url = database_url(Settings.from_env())
+    # DATABASE_URL when set, else the benchmarks' own server in bench/out/pg: never
+    # the developer's .data/, whose databases a benchmark must not create or drop.
+    url = Settings.from_env().database_url or embedded_server().url()
     admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
     admin(url, f'CREATE DATABASE "{TEMPLATE}"')
     migrations.apply(with_database(url, TEMPLATE))
