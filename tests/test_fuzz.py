@@ -7,9 +7,6 @@ a 5xx, and every answer must match the schema (status, content type, body).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -21,30 +18,20 @@ from schemathesis.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
-from tests.test_resilience import free_port, wait_until_serving
+from tests import pg
+from tests.serving import serving
 
 
 @pytest.fixture(scope="module")
-def server_url(admin_url: str, template_db: str) -> Iterator[str]:
-    from tests import pg
-
+def server_url(
+    admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     name, database_url = pg.clone(admin_url, template_db)
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port)}
-    env["LOG_LEVEL"] = "warning"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("fuzz") / "server.log"
     try:
-        wait_until_serving(base, process)
-        yield base
+        with serving(database_url, log, LOG_LEVEL="warning") as server:
+            yield server.base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         pg.drop(admin_url, name)
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +20,7 @@ from service import migrations
 from service.embedded import EmbeddedPostgres
 from service.settings import Settings
 from tests.inloop import app_and_client
+from tests.serving import serving
 
 
 @pytest.fixture
@@ -80,83 +78,40 @@ async def test_service_starts_while_database_is_down(own_server: EmbeddedPostgre
         await eventually_ok(client, "/health/ready")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited during start-up"
-        try:
-            with urllib.request.urlopen(f"{base}/health/live", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not start")
-
-
 def fetch_status(url: str) -> int:
     with urllib.request.urlopen(url, timeout=30) as response:
         status: int = response.status
         return status
 
 
-def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str) -> None:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "LOG_LEVEL": "info"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, process)
+def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str, tmp_path: Path) -> None:
+    with serving(database_url, tmp_path / "server.log", LOG_LEVEL="info") as server:
         with psycopg.connect(database_url) as blocker, ThreadPoolExecutor(1) as pool:
             # Hold a lock so that a readiness request is in flight when SIGTERM arrives.
             blocker.execute("LOCK TABLE _yoyo_migration IN ACCESS EXCLUSIVE MODE")
-            in_flight = pool.submit(fetch_status, f"{base}/health/ready")
+            in_flight = pool.submit(fetch_status, f"{server.base}/health/ready")
             time.sleep(0.5)
-            process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
             time.sleep(0.5)
-            assert process.poll() is None, "the server quit with a request in flight"
+            assert server.process.poll() is None, "the server quit with a request in flight"
             blocker.commit()  # release the lock: the request completes
             assert in_flight.result(timeout=30) == 200
-        assert process.wait(timeout=30) == 0
-        output = process.stdout.read().decode() if process.stdout else ""
-        assert "Application shutdown complete" in output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        assert server.process.wait(timeout=30) == 0
+        assert "Application shutdown complete" in server.output()
 
 
-def test_sigterm_drains_keep_alive_connections_with_connection_close(database_url: str) -> None:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port)}
-    env["SHUTDOWN_DRAIN_SECONDS"] = "3"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}", process)
-        keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def test_sigterm_drains_keep_alive_connections_with_connection_close(
+    database_url: str, tmp_path: Path
+) -> None:
+    with serving(database_url, tmp_path / "server.log", SHUTDOWN_DRAIN_SECONDS="3") as server:
+        keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         keep_alive.request("GET", "/health/live")
         first = keep_alive.getresponse()
         first.read()
         assert first.status == 200
         assert first.getheader("connection") is None
 
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         # The open connection is still served, and told to close.
         keep_alive.request("GET", "/health/live")
@@ -166,9 +121,5 @@ def test_sigterm_drains_keep_alive_connections_with_connection_close(database_ur
         assert during.getheader("connection") == "close"
         # New connections are no longer accepted.
         with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=2)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            socket.create_connection(("127.0.0.1", server.port), timeout=2)
+        assert server.process.wait(timeout=30) == 0
