@@ -136,6 +136,7 @@ async def explain(url: str, path: Path) -> None:
             await sql.insert_load_links(conn)
             await sql.insert_categories(conn)
             await sql.find_existing_deals(conn)
+            print(f"foreign keys checked {await loader.choose_fk_checks()}")
             for query in (sql.INSERT_DEALS, sql.INSERT_NEW_LINKS):
                 plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF)\n" + query.sql)
                 print(f"\n{query.name} ({rows_read:,} rows):")

@@ -75,6 +75,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
                 if_empty=args.if_empty,
                 progress=progress,
                 notify=say,
+                row_fk_checks=args.row_fk_checks,
             )
         )
     except load.BadRows as exc:
@@ -138,6 +139,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--if-empty",
         action="store_true",
         help="load only when the deals table is empty (what `make run` does)",
+    )
+    parser.add_argument(
+        "--row-fk-checks",
+        action="store_true",
+        help="keep the per-row foreign-key triggers even where the role may skip them "
+        "(slower; by default a superuser, or a role granted SET on session_replication_role, "
+        "has the load check its references set-based)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     parser.set_defaults(handler=cmd_load)

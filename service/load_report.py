@@ -218,7 +218,8 @@ def summary_text(s: LoadSummary) -> str:
         f"{s.deals_unchanged:,} unchanged",
         f"  links     {s.category_links_added:,} category links added, "
         f"{s.category_links_removed:,} removed ({s.categories_new:,} new categories)",
-        f"  time      {s.seconds:,.2f} s, {s.rows_per_second:,.0f} rows/s",
+        f"  time      {s.seconds:,.2f} s, {s.rows_per_second:,.0f} rows/s "
+        f"(foreign keys checked {s.foreign_key_checks})",
     ]
     if s.rejects_file:
         lines.append(f"  rejects   {s.rejects_file}")

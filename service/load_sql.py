@@ -47,6 +47,9 @@ UPDATE_HOTELS = q("update_hotels")
 INSERT_HOTELS = q("insert_hotels")
 INSERT_LOAD_LINKS = q("insert_load_links")
 INSERT_CATEGORIES = q("insert_categories")
+MAY_SKIP_ROW_TRIGGERS = q("may_skip_row_triggers")
+LOCK_REFERENCED_ROWS = q("lock_referenced_rows")
+SKIP_ROW_TRIGGERS = q("skip_row_triggers")
 FIND_EXISTING_DEALS = q("find_existing_deals")
 FIND_CHANGED_CATEGORY_SETS = q("find_changed_category_sets")
 UPDATE_DEALS = q("update_deals")
@@ -157,6 +160,20 @@ async def insert_load_links(conn: Connection) -> int:
 
 async def insert_categories(conn: Connection) -> int:
     return rowcount(await conn.execute(INSERT_CATEGORIES.sql))
+
+
+async def may_skip_row_triggers(conn: Connection) -> bool:
+    may: bool = await conn.fetchval(MAY_SKIP_ROW_TRIGGERS.sql)
+    return may
+
+
+async def lock_referenced_rows(conn: Connection) -> int:
+    locked: int = await conn.fetchval(LOCK_REFERENCED_ROWS.sql)
+    return locked
+
+
+async def skip_row_triggers(conn: Connection) -> None:
+    await conn.execute(SKIP_ROW_TRIGGERS.sql)
 
 
 async def find_existing_deals(conn: Connection) -> int:
