@@ -8,7 +8,9 @@ cost of reading the bytes at all), then `deals load` as a subprocess (wall
 time with process start, peak RSS from wait4). Timings on a shared machine
 are noisy: compare the ratios of one run, and look at the median of several.
 --explain prints EXPLAIN (ANALYZE, BUFFERS, WAL) of the two statements that
-bound a large load, so an SRE sees where the time goes.
+bound a large load, so an SRE sees where the time goes, then each of them
+again with only its table's unique indexes and with each other index added:
+the price of every index, against the floor.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -114,8 +119,13 @@ def load(url: str, path: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-async def explain(url: str, path: Path) -> None:
-    """EXPLAIN ANALYZE the deals insert and the links insert of a load, then roll back."""
+async def explain(url: str, path: Path, floor_s: float) -> None:
+    """EXPLAIN ANALYZE the deals insert and the links insert of a load, then roll back.
+
+    Then what bounds them: each insert again into an empty copy of its table, with
+    only the unique indexes and then with one other index more, so the price of
+    each index shows, set against the floor.
+    """
     from service import load_sql as sql
     from service.load import Loader
     from service.load_report import Progress
@@ -137,13 +147,64 @@ async def explain(url: str, path: Path) -> None:
             await sql.insert_categories(conn)
             await sql.find_existing_deals(conn)
             print(f"foreign keys checked {await loader.choose_fk_checks()}")
+            await conn.execute("SAVEPOINT plans")
             for query in (sql.INSERT_DEALS, sql.INSERT_NEW_LINKS):
                 plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF)\n" + query.sql)
                 print(f"\n{query.name} ({rows_read:,} rows):")
                 print("\n".join("  " + r[0] for r in plan))
+            await conn.execute("ROLLBACK TO SAVEPOINT plans")
+            print(f"\nwhat bounds them ({rows_read:,} rows; seconds, x the {floor_s:.2f} s floor):")
+            await bounds(conn, sql.INSERT_DEALS.sql, "deals", floor_s, before=None)
+            await bounds(conn, sql.INSERT_NEW_LINKS.sql, "deal_categories", floor_s,
+                         before=sql.INSERT_DEALS.sql)  # fmt: skip
             await transaction.rollback()
     finally:
         await conn.close()
+
+
+async def bounds(
+    conn: asyncpg.Connection[Any], insert: str, table: str, floor_s: float, before: str | None
+) -> None:
+    """Seconds of `insert` into a fresh copy of `table`: with its unique indexes only,
+    then with each other index added, then with all. Each run in a rolled-back savepoint
+    on a new, empty copy (a rolled-back insert leaves its dead entries in the indexes)."""
+    indexes = await conn.fetch(
+        """SELECT c.relname AS name, i.indisunique AS is_unique,
+                  pg_get_indexdef(i.indexrelid) AS ddl
+           FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+           WHERE i.indrelid = $1::regclass ORDER BY c.relname""",
+        table,
+    )
+    unique = [r for r in indexes if r["is_unique"]]
+    others = [r for r in indexes if not r["is_unique"]]
+    into_copy = re.sub(rf"\bINTO\s+{table}\b", "INTO bound_copy", insert, count=1)
+
+    async def seconds(chosen: list[asyncpg.Record]) -> float:
+        await conn.execute("SAVEPOINT bound")
+        try:
+            if before is not None:
+                await conn.execute(before)
+            await conn.execute(
+                f"CREATE TABLE bound_copy (LIKE {table} INCLUDING DEFAULTS INCLUDING IDENTITY "
+                "INCLUDING CONSTRAINTS)"
+            )
+            for index in chosen:
+                ddl = index["ddl"].replace(f" {index['name']} ON ", f" bound_{index['name']} ON ")
+                await conn.execute(re.sub(rf" ON (\w+\.)?{table} ", " ON bound_copy ", ddl))
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON)\n" + into_copy)
+            return float(json.loads(plan)[0]["Execution Time"]) / 1000
+        finally:
+            await conn.execute("ROLLBACK TO SAVEPOINT bound")
+
+    def line(label: str, value: float, signed: str = "") -> None:
+        ratio = value / floor_s
+        print(f"  {table + ': ' + label:<50} {value:{signed}6.2f} s {ratio:{signed}6.1f}x")
+
+    base = await seconds(unique)
+    line("heap and unique indexes", base)
+    for index in others:
+        line("+ " + index["name"], await seconds([*unique, index]) - base, "+")
+    line("all indexes, as a load writes them", await seconds(list(indexes)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("bench_load_floor", "bench_load_run"):
         admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if args.explain:
-        asyncio.run(explain(url, sample(max(args.rows))))
+        largest = max(args.rows)
+        asyncio.run(
+            explain(url, sample(largest), statistics.median(r.floor for r in results[largest]))
+        )
         admin(url, 'DROP DATABASE IF EXISTS "bench_load_explain" WITH (FORCE)')
     admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
     return 0
