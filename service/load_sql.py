@@ -36,9 +36,10 @@ CREATE_WORK_TABLES = tuple(
         "create_load_new_deals",
     )
 )
+INSERT_TYPED_ROWS = q("insert_typed_rows")
 FIND_BAD_VALUES = q("find_bad_values")
+COUNT_UNEXPLAINED_ROWS = q("count_unexplained_rows")
 FIND_DUPLICATE_DEAL_IDS = q("find_duplicate_deal_ids")
-INSERT_GOOD_ROWS = q("insert_good_rows")
 DROP_REJECTED_ROWS = q("drop_rejected_rows")
 RESOLVE_HOTELS = q("resolve_hotels")
 FIND_HOTEL_CONFLICTS = q("find_hotel_conflicts")
@@ -114,6 +115,10 @@ async def create_work_tables(conn: Connection) -> None:
         await conn.execute(query.sql)
 
 
+async def insert_typed_rows(conn: Connection) -> int:
+    return rowcount(await conn.execute(INSERT_TYPED_ROWS.sql))
+
+
 async def find_bad_values(conn: Connection) -> int:
     return rowcount(await conn.execute(FIND_BAD_VALUES.sql))
 
@@ -122,8 +127,9 @@ async def find_duplicate_deal_ids(conn: Connection) -> int:
     return rowcount(await conn.execute(FIND_DUPLICATE_DEAL_IDS.sql))
 
 
-async def insert_good_rows(conn: Connection) -> int:
-    return rowcount(await conn.execute(INSERT_GOOD_ROWS.sql))
+async def count_unexplained_rows(conn: Connection) -> int:
+    count: int = await conn.fetchval(COUNT_UNEXPLAINED_ROWS.sql)
+    return count
 
 
 async def drop_rejected_rows(conn: Connection) -> int:

@@ -61,24 +61,27 @@ CREATE TEMP TABLE load_errors (
 ) ON COMMIT DROP
 
 -- name: create_load_rows :exec
--- The good records, typed and trimmed.
+-- Every record, typed and trimmed: a value that does not parse is NULL, and ok
+-- says whether the record keeps every rule. Once the bad records are rejected
+-- (drop_rejected_rows), only good ones remain, with no NULL but categories.
 CREATE TEMP TABLE load_rows (
     record            bigint NOT NULL,
-    deal_id           bigint NOT NULL,
-    hotel_name        text NOT NULL,
-    hotel_city        text NOT NULL,
-    hotel_country     text NOT NULL,
-    hotel_phone       text NOT NULL,
-    hotel_star_rating smallint NOT NULL,
-    room_type         text NOT NULL,
-    price_per_night   numeric(10, 2) NOT NULL,
-    original_price    numeric(10, 2) NOT NULL,
-    discount_percent  numeric(5, 2) NOT NULL,
-    checkin_date      date NOT NULL,
-    checkout_date     date NOT NULL,
-    is_available      boolean NOT NULL,
+    ok                boolean NOT NULL,
+    deal_id           bigint,
+    hotel_name        text,
+    hotel_city        text,
+    hotel_country     text,
+    hotel_phone       text,
+    hotel_star_rating smallint,
+    room_type         text,
+    price_per_night   numeric(10, 2),
+    original_price    numeric(10, 2),
+    discount_percent  numeric(5, 2),
+    checkin_date      date,
+    checkout_date     date,
+    is_available      boolean,
     categories        text,
-    created_at        timestamptz NOT NULL
+    created_at        timestamptz
 ) ON COMMIT DROP
 
 -- name: create_load_hotels :exec
@@ -121,10 +124,81 @@ CREATE TEMP TABLE load_new_deals (
     id      bigint NOT NULL
 ) ON COMMIT DROP
 
+-- name: insert_typed_rows :execrows
+-- Every record of load_staging, typed in one pass: each value is parsed once
+-- (pg_input_is_valid, then the cast only when it parses), and ok is every rule
+-- of the spec tested on the typed values. The rules with their reasons are in
+-- find_bad_values, which looks only at the records whose ok is false; a record
+-- it finds nothing wrong with fails the load (count_unexplained_rows), so the
+-- two can never disagree silently. Prices stay unrounded until ok is known: a
+-- third decimal is a bad value, not a rounding.
+INSERT INTO load_rows (
+    record, ok, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
+    room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
+    is_available, categories, created_at
+)
+SELECT t.record, t.ok, t.deal_id, t.hotel_name, t.hotel_city, t.hotel_country, t.hotel_phone,
+       t.hotel_star_rating, t.room_type,
+       CASE WHEN t.ok THEN t.price_per_night::numeric(10, 2) END,
+       CASE WHEN t.ok THEN t.original_price::numeric(10, 2) END,
+       CASE WHEN t.ok THEN t.discount_percent::numeric(5, 2) END,
+       t.checkin_date, t.checkout_date, t.is_available, t.categories, t.created_at
+FROM (
+    SELECT v.*,
+           coalesce(
+               v.deal_id > 0
+               AND v.hotel_name <> '' AND v.hotel_city <> '' AND v.hotel_country <> ''
+               AND v.hotel_phone <> '' AND v.room_type <> ''
+               AND v.hotel_star_rating BETWEEN 1 AND 5
+               AND v.price_per_night > 0 AND v.price_per_night < 100000000
+               AND min_scale(v.price_per_night) <= 2
+               AND v.original_price > 0 AND v.original_price < 100000000
+               AND min_scale(v.original_price) <= 2
+               AND v.discount_percent BETWEEN 0 AND 100  -- false for NaN
+               AND v.checkout_date > v.checkin_date
+               AND v.is_available IS NOT NULL
+               AND v.created_at IS NOT NULL,
+               false) AS ok
+    FROM (
+        SELECT s.record,
+               CASE WHEN pg_input_is_valid(s.deal_id, 'bigint') THEN s.deal_id::bigint END AS deal_id,
+               btrim(s.hotel_name) AS hotel_name,
+               btrim(s.hotel_city) AS hotel_city,
+               btrim(s.hotel_country) AS hotel_country,
+               btrim(s.hotel_phone) AS hotel_phone,
+               CASE WHEN pg_input_is_valid(s.hotel_star_rating, 'smallint')
+                   THEN s.hotel_star_rating::smallint END AS hotel_star_rating,
+               btrim(s.room_type) AS room_type,
+               CASE WHEN pg_input_is_valid(s.price_per_night, 'numeric')
+                   THEN s.price_per_night::numeric END AS price_per_night,
+               CASE WHEN pg_input_is_valid(s.original_price, 'numeric')
+                   THEN s.original_price::numeric END AS original_price,
+               CASE WHEN pg_input_is_valid(s.discount_percent, 'numeric')
+                   THEN s.discount_percent::numeric END AS discount_percent,
+               CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
+                         AND pg_input_is_valid(s.checkin_date, 'date')
+                   THEN s.checkin_date::date END AS checkin_date,
+               CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
+                         AND pg_input_is_valid(s.checkout_date, 'date')
+                   THEN s.checkout_date::date END AS checkout_date,
+               CASE lower(btrim(s.is_available))
+                   WHEN 'true' THEN true WHEN 't' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
+                   WHEN 'false' THEN false WHEN 'f' THEN false WHEN '0' THEN false WHEN 'no' THEN false
+               END AS is_available,
+               s.categories,
+               CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
+                         AND pg_input_is_valid(s.created_at, 'timestamptz')
+                   THEN s.created_at::timestamptz END AS created_at
+        FROM load_staging AS s
+        OFFSET 0  -- a fence: each value is parsed once, not once per use above
+    ) AS v
+    OFFSET 0  -- the same for ok
+) AS t
+
 -- name: find_bad_values :execrows
--- Every per-value rule of the spec in one pass over load_staging: each CASE
--- yields 'column:reason' or NULL; only records with a problem are unnested.
--- A CASE first tests for the usual good value, so a good row costs little.
+-- Every per-value rule of the spec, with its reason, over the records that
+-- insert_typed_rows found not ok (none, on a clean file): each CASE yields
+-- 'column:reason' or NULL; only records with a problem are unnested.
 INSERT INTO load_errors (record, ord, col, value, reason)
 SELECT b.record,
        p.ord,
@@ -247,66 +321,41 @@ FROM (
                        THEN 'created_at:is not an ISO 8601 timestamp'
                END
            ], NULL) AS problems
-    FROM load_staging AS s
+    FROM load_rows AS r
+    JOIN load_staging AS s ON s.record = r.record
+    WHERE NOT r.ok
+    OFFSET 0  -- a fence: the problems are worked out for these records only
 ) AS b
 CROSS JOIN LATERAL unnest(b.problems) WITH ORDINALITY AS p(problem, ord)
 WHERE cardinality(b.problems) > 0
 
--- name: insert_good_rows :execrows
--- The records without a problem, typed; text trimmed. A hash anti-join
--- against load_errors, which is empty on a clean file.
-INSERT INTO load_rows (
-    record, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
-    room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
-    is_available, categories, created_at
-)
-SELECT s.record,
-       s.deal_id::bigint,
-       btrim(s.hotel_name),
-       btrim(s.hotel_city),
-       btrim(s.hotel_country),
-       btrim(s.hotel_phone),
-       s.hotel_star_rating::smallint,
-       btrim(s.room_type),
-       s.price_per_night::numeric(10, 2),
-       s.original_price::numeric(10, 2),
-       s.discount_percent::numeric(5, 2),
-       s.checkin_date::date,
-       s.checkout_date::date,
-       lower(btrim(s.is_available)) IN ('true', 't', '1', 'yes'),
-       s.categories,
-       s.created_at::timestamptz
-FROM load_staging AS s
-WHERE NOT EXISTS (SELECT 1 FROM load_errors AS e WHERE e.record = s.record)
+-- name: count_unexplained_rows :val
+-- Records insert_typed_rows found not ok but find_bad_values gave no reason:
+-- always 0, unless the two disagree on a rule; the load then fails instead of
+-- dropping a row without a word.
+SELECT count(*)
+FROM load_rows AS r
+WHERE NOT r.ok
+  AND NOT EXISTS (SELECT 1 FROM load_errors AS e WHERE e.record = r.record)
 
 -- name: find_duplicate_deal_ids :execrows
 -- deal_id must be unique in the file: every record that shares one is bad, good
--- or not. One hash aggregate over the typed good records plus the (few) bad
--- records whose deal_id is an integer; the join back is skipped when none repeat.
-WITH ids AS (
-    SELECT r.deal_id FROM load_rows AS r
-    UNION ALL
-    SELECT s.deal_id::bigint
-    FROM load_staging AS s
-    WHERE s.record IN (SELECT e.record FROM load_errors AS e)
-      AND pg_input_is_valid(s.deal_id, 'bigint')
-), shared AS (
-    SELECT deal_id, count(*) AS n FROM ids GROUP BY deal_id HAVING count(*) > 1
+-- or not. One hash aggregate over every record whose deal_id is an integer; the
+-- join back is skipped when none repeat.
+WITH shared AS (
+    SELECT deal_id, count(*) AS n
+    FROM load_rows
+    WHERE deal_id IS NOT NULL
+    GROUP BY deal_id
+    HAVING count(*) > 1
 )
 INSERT INTO load_errors (record, ord, col, value, reason)
 SELECT r.record, 0, 'deal_id', r.deal_id::text, format('appears %s times in the file', d.n)
 FROM shared AS d
 JOIN load_rows AS r ON r.deal_id = d.deal_id
-UNION ALL
-SELECT s.record, 0, 'deal_id', s.deal_id, format('appears %s times in the file', d.n)
-FROM shared AS d
-JOIN load_staging AS s
-  ON s.record IN (SELECT e.record FROM load_errors AS e)
- AND pg_input_is_valid(s.deal_id, 'bigint')
- AND s.deal_id::bigint = d.deal_id
 
 -- name: drop_rejected_rows :execrows
--- Good records found bad by a later rule leave load_rows.
+-- The records with a problem leave load_rows: what remains is loaded.
 DELETE FROM load_rows AS r
 USING load_errors AS e
 WHERE e.record = r.record

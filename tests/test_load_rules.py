@@ -288,3 +288,69 @@ async def test_a_deal_id_repeated_on_a_bad_row_rejects_both(
         (6, "deal_id", "appears 2 times in the file"),
         (6, "price_per_night", "is not a decimal number"),
     ]
+
+
+# Values at and around every rule's edges, good and bad, for the typed pass.
+EDGES: dict[str, list[str | None]] = {
+    "deal_id": [None, "", " ", "0", "-5", "abc", "1.5", "9223372036854775808", " 77 ", "+8",
+                "1e3", "9223372036854775807"],
+    "hotel_name": [None, "", " ", "  x  ", "\t", "x", " \u00a0 "],
+    "hotel_phone": ["", " ", " +1 555 "],
+    "hotel_star_rating": [None, "0", "1", "5", "6", " 3 ", "3.0", "x", "-1", "+4", "32768"],
+    "room_type": ["", "   ", "Suite", "\n"],
+    "price_per_night": [None, "0", "0.00", "-1", "1.234", "1.230", "99999999.99", "100000000",
+                        "99999999.995", "NaN", "nan", "Infinity", "-Infinity", "1e3", "1e-3",
+                        " 5.5 ", "abc", ".5", "5.", "00012.10", "1,5", "0.001"],
+    "original_price": ["0.01", "-0.01", "1.999", "1e8", "inf"],
+    "discount_percent": [None, "0", "100", "100.01", "-0.01", "NaN", "12.345", "abc", "1e2",
+                         "Infinity", "99.999", " 5 "],
+    "checkin_date": [None, "2026-03-01", " 2026-03-01 ", "2026-3-1", "2026-13-01", "2026-02-30",
+                     "03/01/2026", "20260301", "2026-03-01T00:00", "0000-01-01", "2026-03-04",
+                     "2026-03-05"],
+    "checkout_date": ["2026-03-02", "2026-03-01", "2026-02-28", " 2026-03-09", "2026-03-0"],
+    "is_available": [None, "true", "TRUE", " yes ", "No", "1", "0", "t", "F", "y", "maybe", "on"],
+    "created_at": [None, "2026-01-01T10:00:00", "2026-01-01 10:00:00+02", "2026-01-01", "x",
+                   "2026-01-01T25:00:00", "Jan 1 2026", " 2026-01-01T10:00:00Z ",
+                   "2026-01-01T10:00:00+25:00", "2026-02-30T10:00:00"],
+}  # fmt: skip
+
+
+async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_path: Path) -> None:
+    """insert_typed_rows decides ok for every record; find_bad_values names the problems.
+
+    Run over every record (not only the not-ok ones, as in a load), the rules must
+    find a problem exactly where ok is false: else a good row would be rejected
+    without a reason (the load fails: count_unexplained_rows) or a bad one loaded.
+    """
+    from service import load_sql as sql
+    from service.load import Loader
+    from service.load_report import Progress
+    from service.load_source import Source
+
+    edges = [(column, value) for column, values in EDGES.items() for value in values]
+    records = [row(n, **{column: value}) for n, (column, value) in enumerate(edges, start=1)]
+    path = write(tmp_path / "edges.csv", records)
+    async with conn.transaction():  # the work tables go at commit; nothing else is written
+        await sql.configure_load(conn, work_mem="64MB")
+        await sql.create_work_tables(conn)
+        with Source(path) as source:
+            assert await Loader(conn, source, None, Progress(), True, 20).copy() == len(records)
+        await sql.insert_typed_rows(conn)
+        not_ok = {
+            r["record"] for r in await conn.fetch("SELECT record FROM load_rows WHERE NOT ok")
+        }
+        untyped = await conn.fetchval(
+            "SELECT count(*) FROM load_rows AS r WHERE r.ok AND NOT (r IS NOT NULL)"
+        )  # an ok record has every value typed (categories aside, never NULL here)
+        await conn.execute("UPDATE load_rows SET ok = false")  # the rules look at every record
+        await sql.find_bad_values(conn)
+        with_problems = {r["record"] for r in await conn.fetch("SELECT record FROM load_errors")}
+        # all marked not ok now: the good ones are what the load's guard would catch
+        unexplained = await sql.count_unexplained_rows(conn)
+    assert with_problems == not_ok
+    assert unexplained == len(records) - len(not_ok) > 0
+    assert untyped == 0
+    for column in EDGES:  # each column has good and bad edges
+        mine = {n for n, (c, _) in enumerate(edges, start=1) if c == column}
+        assert mine & not_ok, column
+        assert mine - not_ok, column
