@@ -14,15 +14,18 @@ from decimal import Decimal
 from service.db import Connection
 from service.models import Deal, deal_from_row
 from service.paging import estimate_rows
-from service.params import DealFilters
-from service.sqlcat import q
+from service.params import DealFilters, Sort
+from service.sqlcat import Query, q
 
 GET_DEAL = q("get_deal")
-LIST_DEALS_BY_ID = q("list_deals_by_id")
-LIST_DEALS_BY_PRICE = q("list_deals_by_price")
-LIST_DEALS_BY_PRICE_DESC = q("list_deals_by_price_desc")
-LIST_DEALS_BY_CREATED_AT = q("list_deals_by_created_at")
-LIST_DEALS_BY_CREATED_AT_DESC = q("list_deals_by_created_at_desc")
+# The sort whitelist: each order of GET /deals is its own named query, served by its own index.
+LIST_DEALS: dict[Sort, Query] = {
+    "id": q("list_deals_by_id"),
+    "price": q("list_deals_by_price"),
+    "-price": q("list_deals_by_price_desc"),
+    "created_at": q("list_deals_by_created_at"),
+    "-created_at": q("list_deals_by_created_at_desc"),
+}
 COUNT_DEALS = q("count_deals")
 COUNT_DEALS_IN_CATEGORY = q("count_deals_in_category")
 
@@ -32,75 +35,22 @@ async def get_deal(conn: Connection, *, deal_id: int) -> Deal | None:
     return None if row is None else deal_from_row(row)
 
 
-async def list_deals_by_id(
-    conn: Connection, *, filters: DealFilters, after_id: int | None, limit: int, skip: int
-) -> list[Deal]:
-    rows = await conn.fetch(LIST_DEALS_BY_ID.sql, *filters.args(), after_id, limit, skip)
-    return [deal_from_row(row) for row in rows]
-
-
-async def list_deals_by_price(
+async def list_deals(
     conn: Connection,
     *,
+    sort: Sort,
     filters: DealFilters,
-    after_price: Decimal | None,
-    after_id: int | None,
+    key: Decimal | datetime | None,
+    last_id: int | None,
     limit: int,
     skip: int,
 ) -> list[Deal]:
-    rows = await conn.fetch(
-        LIST_DEALS_BY_PRICE.sql, *filters.args(), after_price, after_id, limit, skip
-    )
-    return [deal_from_row(row) for row in rows]
+    """A page in this sort, after (key, last_id) when given.
 
-
-async def list_deals_by_price_desc(
-    conn: Connection,
-    *,
-    filters: DealFilters,
-    before_price: Decimal | None,
-    before_id: int | None,
-    limit: int,
-    skip: int,
-) -> list[Deal]:
-    rows = await conn.fetch(
-        LIST_DEALS_BY_PRICE_DESC.sql, *filters.args(), before_price, before_id, limit, skip
-    )
-    return [deal_from_row(row) for row in rows]
-
-
-async def list_deals_by_created_at(
-    conn: Connection,
-    *,
-    filters: DealFilters,
-    after_created_at: datetime | None,
-    after_id: int | None,
-    limit: int,
-    skip: int,
-) -> list[Deal]:
-    rows = await conn.fetch(
-        LIST_DEALS_BY_CREATED_AT.sql, *filters.args(), after_created_at, after_id, limit, skip
-    )
-    return [deal_from_row(row) for row in rows]
-
-
-async def list_deals_by_created_at_desc(
-    conn: Connection,
-    *,
-    filters: DealFilters,
-    before_created_at: datetime | None,
-    before_id: int | None,
-    limit: int,
-    skip: int,
-) -> list[Deal]:
-    rows = await conn.fetch(
-        LIST_DEALS_BY_CREATED_AT_DESC.sql,
-        *filters.args(),
-        before_created_at,
-        before_id,
-        limit,
-        skip,
-    )
+    After the filters, the keyset: ($7 key, $8 id), or ($7 id) alone when sorting by id.
+    """
+    keyset = (last_id,) if sort == "id" else (key, last_id)
+    rows = await conn.fetch(LIST_DEALS[sort].sql, *filters.args(), *keyset, limit, skip)
     return [deal_from_row(row) for row in rows]
 
 
@@ -117,4 +67,4 @@ async def count_deals_in_category(conn: Connection, *, filters: DealFilters) -> 
 
 async def estimate_deals(conn: Connection, *, filters: DealFilters) -> int:
     """The planner's estimate of count_deals: EXPLAIN of list_deals_by_id with no limit."""
-    return await estimate_rows(conn, LIST_DEALS_BY_ID, *filters.args(), None, None, 0)
+    return await estimate_rows(conn, LIST_DEALS["id"], *filters.args(), None, None, 0)

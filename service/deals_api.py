@@ -20,11 +20,7 @@ from service.deals import (
     count_deals_in_category,
     estimate_deals,
     get_deal,
-    list_deals_by_created_at,
-    list_deals_by_created_at_desc,
-    list_deals_by_id,
-    list_deals_by_price,
-    list_deals_by_price_desc,
+    list_deals,
 )
 from service.errors import NotFound, error_responses
 from service.models import Deal, DealCursorPage, DealPage, deal_etag
@@ -75,58 +71,6 @@ def parse_key(sort: Sort, key: str | None) -> Key:
     raise CursorError("the cursor is not valid")
 
 
-async def fetch_page(
-    conn: Connection,
-    sort: Sort,
-    filters: DealFilters,
-    *,
-    key: Key,
-    last_id: int | None,
-    limit: int,
-    skip: int,
-) -> list[Deal]:
-    """The page in this sort (the sort picks the named query), after (key, last_id) if given."""
-    if sort == "id":
-        return await list_deals_by_id(
-            conn, filters=filters, after_id=last_id, limit=limit, skip=skip
-        )
-    if sort == "price":
-        return await list_deals_by_price(
-            conn,
-            filters=filters,
-            after_price=key if isinstance(key, Decimal) else None,
-            after_id=last_id,
-            limit=limit,
-            skip=skip,
-        )
-    if sort == "-price":
-        return await list_deals_by_price_desc(
-            conn,
-            filters=filters,
-            before_price=key if isinstance(key, Decimal) else None,
-            before_id=last_id,
-            limit=limit,
-            skip=skip,
-        )
-    if sort == "created_at":
-        return await list_deals_by_created_at(
-            conn,
-            filters=filters,
-            after_created_at=key if isinstance(key, datetime) else None,
-            after_id=last_id,
-            limit=limit,
-            skip=skip,
-        )
-    return await list_deals_by_created_at_desc(
-        conn,
-        filters=filters,
-        before_created_at=key if isinstance(key, datetime) else None,
-        before_id=last_id,
-        limit=limit,
-        skip=skip,
-    )
-
-
 async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) -> int | None:
     if count == "exact":
         if filters.category is not None:
@@ -175,8 +119,8 @@ class DealsController(DealWriteHandlers, Controller):
         db: Database = state.db
         if cursor is None:
             async with db.connection() as conn:
-                items = await fetch_page(
-                    conn, sort, filters, key=None, last_id=None, limit=limit, skip=skip
+                items = await list_deals(
+                    conn, sort=sort, filters=filters, key=None, last_id=None, limit=limit, skip=skip
                 )
                 total = await total_deals(conn, count, filters)
             return DealPage(items=items, total=total, skip=skip, limit=limit)
@@ -202,8 +146,8 @@ class DealsController(DealWriteHandlers, Controller):
             last_id = position.last_id
         async with db.connection() as conn:
             # One row more than asked tells whether another page follows.
-            items = await fetch_page(
-                conn, sort, filters, key=key, last_id=last_id, limit=limit + 1, skip=0
+            items = await list_deals(
+                conn, sort=sort, filters=filters, key=key, last_id=last_id, limit=limit + 1, skip=0
             )
         next_cursor = None
         if len(items) > limit:
