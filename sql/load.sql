@@ -224,34 +224,30 @@ FROM (
     SELECT s.*,
            array_remove(ARRAY[
                CASE
-                   WHEN s.deal_id IS NULL OR (ascii(s.deal_id) <= 32 AND btrim(s.deal_id) = '') THEN 'deal_id:is empty'
+                   WHEN s.deal_id IS NULL OR btrim(s.deal_id) = '' THEN 'deal_id:is empty'
                    WHEN NOT pg_input_is_valid(s.deal_id, 'bigint') THEN 'deal_id:is not an integer'
                    WHEN s.deal_id::bigint <= 0 THEN 'deal_id:must be greater than 0'
                END,
-               CASE WHEN s.hotel_name IS NULL OR (ascii(s.hotel_name) <= 32 AND btrim(s.hotel_name) = '')
+               CASE WHEN s.hotel_name IS NULL OR btrim(s.hotel_name) = ''
                    THEN 'hotel_name:is empty' END,
-               CASE WHEN s.hotel_city IS NULL OR (ascii(s.hotel_city) <= 32 AND btrim(s.hotel_city) = '')
+               CASE WHEN s.hotel_city IS NULL OR btrim(s.hotel_city) = ''
                    THEN 'hotel_city:is empty' END,
-               CASE WHEN s.hotel_country IS NULL OR (ascii(s.hotel_country) <= 32 AND btrim(s.hotel_country) = '')
+               CASE WHEN s.hotel_country IS NULL OR btrim(s.hotel_country) = ''
                    THEN 'hotel_country:is empty' END,
-               CASE WHEN s.hotel_phone IS NULL OR (ascii(s.hotel_phone) <= 32 AND btrim(s.hotel_phone) = '')
+               CASE WHEN s.hotel_phone IS NULL OR btrim(s.hotel_phone) = ''
                    THEN 'hotel_phone:is empty' END,
                CASE
-                   WHEN s.hotel_star_rating IN ('1', '2', '3', '4', '5') THEN NULL
-                   WHEN s.hotel_star_rating IS NULL OR (ascii(s.hotel_star_rating) <= 32 AND btrim(s.hotel_star_rating) = '')
+                   WHEN s.hotel_star_rating IS NULL OR btrim(s.hotel_star_rating) = ''
                        THEN 'hotel_star_rating:is empty'
                    WHEN NOT pg_input_is_valid(s.hotel_star_rating, 'smallint')
                        THEN 'hotel_star_rating:is not an integer'
                    WHEN s.hotel_star_rating::smallint NOT BETWEEN 1 AND 5
                        THEN 'hotel_star_rating:must be from 1 to 5'
                END,
-               CASE WHEN s.room_type IS NULL OR (ascii(s.room_type) <= 32 AND btrim(s.room_type) = '')
+               CASE WHEN s.room_type IS NULL OR btrim(s.room_type) = ''
                    THEN 'room_type:is empty' END,
                CASE
-                   WHEN pg_input_is_valid(s.price_per_night, 'numeric(10,2)')
-                        AND scale(s.price_per_night::numeric) <= 2 AND s.price_per_night::numeric > 0
-                       THEN NULL  -- the usual case, in one test
-                   WHEN s.price_per_night IS NULL OR (ascii(s.price_per_night) <= 32 AND btrim(s.price_per_night) = '')
+                   WHEN s.price_per_night IS NULL OR btrim(s.price_per_night) = ''
                        THEN 'price_per_night:is empty'
                    WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric') OR s.price_per_night::numeric = 'NaN'
                        THEN 'price_per_night:is not a decimal number'
@@ -263,10 +259,7 @@ FROM (
                        THEN 'price_per_night:is too large (at most 99999999.99)'
                END,
                CASE
-                   WHEN pg_input_is_valid(s.original_price, 'numeric(10,2)')
-                        AND scale(s.original_price::numeric) <= 2 AND s.original_price::numeric > 0
-                       THEN NULL  -- the usual case, in one test
-                   WHEN s.original_price IS NULL OR (ascii(s.original_price) <= 32 AND btrim(s.original_price) = '')
+                   WHEN s.original_price IS NULL OR btrim(s.original_price) = ''
                        THEN 'original_price:is empty'
                    WHEN NOT pg_input_is_valid(s.original_price, 'numeric') OR s.original_price::numeric = 'NaN'
                        THEN 'original_price:is not a decimal number'
@@ -278,10 +271,7 @@ FROM (
                        THEN 'original_price:is too large (at most 99999999.99)'
                END,
                CASE
-                   WHEN pg_input_is_valid(s.discount_percent, 'numeric')
-                        AND s.discount_percent::numeric BETWEEN 0 AND 100
-                       THEN NULL
-                   WHEN s.discount_percent IS NULL OR (ascii(s.discount_percent) <= 32 AND btrim(s.discount_percent) = '')
+                   WHEN s.discount_percent IS NULL OR btrim(s.discount_percent) = ''
                        THEN 'discount_percent:is empty'
                    WHEN NOT pg_input_is_valid(s.discount_percent, 'numeric') OR s.discount_percent::numeric = 'NaN'
                        THEN 'discount_percent:is not a decimal number'
@@ -289,14 +279,14 @@ FROM (
                        THEN 'discount_percent:must be from 0 to 100'
                END,
                CASE
-                   WHEN s.checkin_date IS NULL OR (ascii(s.checkin_date) <= 32 AND btrim(s.checkin_date) = '')
+                   WHEN s.checkin_date IS NULL OR btrim(s.checkin_date) = ''
                        THEN 'checkin_date:is empty'
                    WHEN (s.checkin_date NOT LIKE '____-__-__' AND btrim(s.checkin_date) NOT LIKE '____-__-__')
                         OR NOT pg_input_is_valid(s.checkin_date, 'date')
                        THEN 'checkin_date:is not a date in YYYY-MM-DD form'
                END,
                CASE
-                   WHEN s.checkout_date IS NULL OR (ascii(s.checkout_date) <= 32 AND btrim(s.checkout_date) = '')
+                   WHEN s.checkout_date IS NULL OR btrim(s.checkout_date) = ''
                        THEN 'checkout_date:is empty'
                    WHEN (s.checkout_date NOT LIKE '____-__-__' AND btrim(s.checkout_date) NOT LIKE '____-__-__')
                         OR NOT pg_input_is_valid(s.checkout_date, 'date')
@@ -307,14 +297,13 @@ FROM (
                        THEN 'checkout_date:must be later than checkin_date'
                END,
                CASE
-                   WHEN s.is_available IN ('true', 'false') THEN NULL
-                   WHEN s.is_available IS NULL OR (ascii(s.is_available) <= 32 AND btrim(s.is_available) = '')
+                   WHEN s.is_available IS NULL OR btrim(s.is_available) = ''
                        THEN 'is_available:is empty'
                    WHEN lower(btrim(s.is_available)) NOT IN ('true', 'false', 't', 'f', '1', '0', 'yes', 'no')
                        THEN 'is_available:is not one of true/false, t/f, 1/0, yes/no'
                END,
                CASE
-                   WHEN s.created_at IS NULL OR (ascii(s.created_at) <= 32 AND btrim(s.created_at) = '')
+                   WHEN s.created_at IS NULL OR btrim(s.created_at) = ''
                        THEN 'created_at:is empty'
                    WHEN (s.created_at NOT LIKE '____-__-__%' AND btrim(s.created_at) NOT LIKE '____-__-__%')
                         OR NOT pg_input_is_valid(s.created_at, 'timestamptz')
