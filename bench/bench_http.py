@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import ROOT
 from bench.common import (
     OUT,
     LoadResult,
@@ -33,7 +34,6 @@ from bench.common import (
     run_pgbench,
     run_wrk,
 )
-from service import ROOT
 from service.sqlcat import CATALOGUE
 
 RANDOM_ID = object()  # stands for the random deal id, drawn per request

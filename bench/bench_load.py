@@ -32,8 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench import ROOT
 from bench.common import embedded_server
-from service import ROOT, generate, migrations
+from service import generate, migrate
 from service.embedded import bin_dir
 from service.settings import Settings
 
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     url = Settings.from_env().database_url or embedded_server().url()
     admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
     admin(url, f'CREATE DATABASE "{TEMPLATE}"')
-    migrations.apply(with_database(url, TEMPLATE))
+    migrate.apply(with_database(url, TEMPLATE))
 
     results: dict[int, list[Run]] = {}
     for rows in args.rows:

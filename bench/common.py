@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 
-from service import ROOT, migrations
+from bench import ROOT
+from service import migrate
 from service.embedded import EmbeddedPostgres, bin_dir
 
 OUT = ROOT / "bench" / "out"
@@ -41,7 +42,7 @@ def fresh_database(server: EmbeddedPostgres, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
         conn.execute(f'CREATE DATABASE "{name}"'.encode())
     url = server.url(name)
-    migrations.apply(url)
+    migrate.apply(url)
     return url
 
 

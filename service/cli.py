@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from service import MIGRATIONS_DIR, generate, load_cli, sqlcli
+from service import generate, load_cli, sqlcli
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
@@ -43,27 +43,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from service import migrations  # yoyo is imported only by the commands that use it
+    from service import migrate  # yoyo is imported only by the commands that use it
 
     if args.action == "new":
-        forward, backward = migrations.new(args.name)
+        forward, backward = migrate.new(args.name)
         print(f"created {forward}\ncreated {backward}")
         print("write both, then review with `deals migrate status` before `deals migrate apply`")
         return 0
     url = database_url(settings)
     if args.action == "apply":
-        applied = migrations.apply(url)
+        applied = migrate.apply(url)
         for mid in applied:
             print(f"applied {mid}")
         print(f"{len(applied)} migration(s) applied" if applied else "already up to date")
     elif args.action == "rollback":
         count = None if args.all else args.count
-        rolled = migrations.rollback(url, count)
+        rolled = migrate.rollback(url, count)
         for mid in rolled:
             print(f"rolled back {mid}")
         print(f"{len(rolled)} migration(s) rolled back")
     else:
-        for state in migrations.status(url):
+        for state in migrate.status(url):
             print(f"{'applied' if state.applied else 'pending'}  {state.id}")
     return 0
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (API_WORKERS)")
     serve.set_defaults(handler=cmd_serve)
 
-    migrate = sub.add_parser("migrate", help=f"schema migrations in {MIGRATIONS_DIR.name}/")
+    migrate = sub.add_parser("migrate", help="schema migrations in migrations/")
     msub = migrate.add_subparsers(dest="action", required=True, metavar="ACTION")
     msub.add_parser("apply", help="apply every pending migration")
     rollback = msub.add_parser("rollback", help="roll back the newest migrations")

@@ -9,7 +9,7 @@ from litestar.datastructures import State
 
 from service.db import Connection, Database
 from service.errors import RETRY_AFTER, ServiceUnavailable, error_responses
-from service.migrations import migration_ids
+from service.migrate import migration_ids
 from service.sqlcat import q
 
 PING = q("ping")

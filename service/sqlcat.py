@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from service import SQL_DIR
+from service import PackageDataError, data_dir
 
 Kind = Literal["one", "many", "val", "exec", "execrows"]
 KINDS: frozenset[str] = frozenset({"one", "many", "val", "exec", "execrows"})
@@ -107,9 +107,12 @@ def parse_file(path: Path) -> list[Query]:
     return queries
 
 
-def load(directory: Path = SQL_DIR) -> MappingProxyType[str, Query]:
+def load(directory: Path | None = None) -> MappingProxyType[str, Query]:
+    """Every named query of the folder (service.sql by default); an empty catalogue is an error."""
+    directory = data_dir("service.sql") if directory is None else directory
     found: dict[str, Query] = {}
-    for path in sorted(directory.glob("*.sql")):
+    files = sorted(directory.glob("*.sql"))
+    for path in files:
         for query in parse_file(path):
             if query.name in found:
                 other = found[query.name]
@@ -118,6 +121,12 @@ def load(directory: Path = SQL_DIR) -> MappingProxyType[str, Query]:
                     f"and {query.file}:{query.line}"
                 )
             found[query.name] = query
+    if not found:
+        where = f"{len(files)} .sql file(s)" if files else "no .sql file"
+        raise PackageDataError(
+            f"the SQL catalogue is empty: {directory} holds {where} with a named query; "
+            "the service cannot start without its queries"
+        )
     return MappingProxyType(found)
 
 
@@ -129,4 +138,4 @@ def q(name: str) -> Query:
     try:
         return CATALOGUE[name]
     except KeyError:
-        raise CatalogueError(f"no query named {name} in {SQL_DIR}") from None
+        raise CatalogueError(f"no query named {name} in the SQL catalogue") from None

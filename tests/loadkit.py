@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from service import ROOT
 from service.generate import COLUMNS
+from tests import ROOT
 
 TABLES = ("hotels", "deals", "categories", "deal_categories")
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from service import migrations
+from service import migrate
 from service.embedded import EmbeddedPostgres
 
 _counter = itertools.count()
@@ -71,7 +71,7 @@ def create_template(admin_url: str, name: str) -> str:
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     url = with_database(admin_url, name)
-    migrations.apply(url)
+    migrate.apply(url)
     return url
 
 

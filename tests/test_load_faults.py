@@ -11,11 +11,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from service import ROOT, generate, migrations
+from service import generate, migrate
 from service.embedded import EmbeddedPostgres
 from service.load import LoadSummary, load_file
 from service.settings import Settings
-from tests import loadkit
+from tests import ROOT, loadkit
 from tests.inloop import app_and_client
 from tests.loadkit import row, write
 
@@ -24,7 +24,7 @@ async def test_database_restarted_during_a_load_leaves_it_as_it_was(tmp_path: Pa
     server = EmbeddedPostgres(tmp_path / "pg")
     url = server.start()
     try:
-        migrations.apply(url)
+        migrate.apply(url)
         await load_file(url, write(tmp_path / "first.csv", loadkit.rows(5)))
         big = tmp_path / "big.csv"
         generate.generate(big, 200_000, 150, seed=3)

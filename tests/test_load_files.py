@@ -15,10 +15,10 @@ from typing import TypeAlias
 import asyncpg
 import pytest
 
-from service import ROOT, generate
+from service import generate
 from service.generate import COLUMNS
 from service.load import LoadError, MalformedFile, UsageError, load_file
-from tests import loadkit
+from tests import ROOT, loadkit
 from tests.loadkit import csv_bytes, row, rows, write
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"

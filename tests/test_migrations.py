@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from service import MIGRATIONS_DIR, migrations
+from service import migrate
 from tests import pg
 
 
@@ -30,19 +30,19 @@ def tables(url: str) -> set[str]:
 
 
 def test_round_trip(empty_db: str) -> None:
-    ids = migrations.migration_ids()
-    assert migrations.apply(empty_db) == ids
+    ids = migrate.migration_ids()
+    assert migrate.apply(empty_db) == ids
     assert tables(empty_db) == {"hotels", "deals", "categories", "deal_categories"}
-    assert migrations.rollback(empty_db, None) == list(reversed(ids))
+    assert migrate.rollback(empty_db, None) == list(reversed(ids))
     assert tables(empty_db) == set()
-    assert migrations.apply(empty_db) == ids
-    assert all(state.applied for state in migrations.status(empty_db))
-    assert migrations.apply(empty_db) == []
+    assert migrate.apply(empty_db) == ids
+    assert all(state.applied for state in migrate.status(empty_db))
+    assert migrate.apply(empty_db) == []
 
 
 def test_every_migration_has_a_rollback() -> None:
-    for mid in migrations.migration_ids():
-        assert (MIGRATIONS_DIR / f"{mid}.rollback.sql").is_file(), mid
+    for mid in migrate.migration_ids():
+        assert (migrate.migrations_dir() / f"{mid}.rollback.sql").is_file(), mid
 
 
 CATEGORY_TEXTS = ["luxury,romantic", "", "budget", "budget,family,luxury", "romantic"]
@@ -50,8 +50,8 @@ CATEGORY_TEXTS = ["luxury,romantic", "", "budget", "budget,family,luxury", "roma
 
 def test_categories_data_migration(empty_db: str) -> None:
     # Apply up to the text column, fill rows that carry categories.
-    migrations.apply(empty_db)
-    migrations.rollback(empty_db, 3)  # back to 0002: deals.categories is text
+    migrate.apply(empty_db)
+    migrate.rollback(empty_db, 3)  # back to 0002: deals.categories is text
     with psycopg.connect(empty_db) as conn:
         hotel = conn.execute(
             "INSERT INTO hotels (name, city, country, phone, star_rating) "
@@ -73,7 +73,7 @@ def test_categories_data_migration(empty_db: str) -> None:
             (hotel[0],),
         )
 
-    migrations.apply(empty_db)
+    migrate.apply(empty_db)
     with psycopg.connect(empty_db) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM categories ORDER BY name")]
         assert names == ["budget", "family", "luxury", "romantic"]
@@ -91,7 +91,7 @@ def test_categories_data_migration(empty_db: str) -> None:
         ).fetchone()
         assert columns == (0,)
 
-    migrations.rollback(empty_db, 3)
+    migrate.rollback(empty_db, 3)
     with psycopg.connect(empty_db) as conn:
         restored: dict[int, str] = dict(
             conn.execute("SELECT deal_id, categories FROM deals WHERE deal_id < 99").fetchall()

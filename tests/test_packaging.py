@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from service import ROOT
+from tests import ROOT
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from service import migrations
+from service import migrate
 from service.embedded import EmbeddedPostgres
 from service.settings import Settings
 from tests.inloop import app_and_client
@@ -27,7 +27,7 @@ from tests.serving import serving
 def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
     server = EmbeddedPostgres(tmp_path / "pg")
-    migrations.apply(server.start())
+    migrate.apply(server.start())
     try:
         yield server
     finally:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from yoyo import get_backend, read_migrations
+from yoyo.migrations import MigrationList
 
-from service import MIGRATIONS_DIR
+from service import data_dir
 
 
 @dataclass(frozen=True)
@@ -28,29 +29,35 @@ def yoyo_url(database_url: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def migration_ids(directory: Path = MIGRATIONS_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.sql") if not p.stem.endswith(".rollback"))
+def migrations_dir() -> Path:
+    """migrations/ of the checkout, or service/migrations of the installed wheel."""
+    return data_dir("service.migrations")
+
+
+def migration_ids(directory: Path | None = None) -> list[str]:
+    folder = directory or migrations_dir()
+    return sorted(p.stem for p in folder.glob("*.sql") if not p.stem.endswith(".rollback"))
 
 
 @contextmanager
-def _open(database_url: str, directory: Path) -> Iterator[tuple[Any, Any]]:
+def _open(database_url: str, directory: Path | None) -> Iterator[tuple[Any, Any]]:
     backend = get_backend(yoyo_url(database_url))
     try:
-        yield backend, read_migrations(str(directory))
+        found = read_migrations(str(directory or migrations_dir()))
+        # The folder is also a package (its __init__.py ships it in the wheel): not a migration.
+        yield backend, MigrationList([m for m in found if m.id != "__init__"])
     finally:
         backend.connection.close()
 
 
-def apply(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def apply(database_url: str, directory: Path | None = None) -> list[str]:
     with _open(database_url, directory) as (backend, migrations), backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return [m.id for m in pending]
 
 
-def rollback(
-    database_url: str, count: int | None = 1, directory: Path = MIGRATIONS_DIR
-) -> list[str]:
+def rollback(database_url: str, count: int | None = 1, directory: Path | None = None) -> list[str]:
     """Roll back the newest `count` applied migrations (all of them when None)."""
     with _open(database_url, directory) as (backend, migrations), backend.lock():
         applied = backend.to_rollback(migrations)
@@ -59,17 +66,18 @@ def rollback(
     return [m.id for m in chosen]
 
 
-def status(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
+def status(database_url: str, directory: Path | None = None) -> list[MigrationState]:
     with _open(database_url, directory) as (backend, migrations):
         applied = {m.id for m in backend.to_rollback(migrations)}
         return [MigrationState(m.id, m.id in applied) for m in migrations]
 
 
-def new(name: str, directory: Path = MIGRATIONS_DIR) -> tuple[Path, Path]:
+def new(name: str, directory: Path | None = None) -> tuple[Path, Path]:
     """Create the next numbered migration and its rollback, depending on the newest one."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not slug:
         raise ValueError("a migration needs a name made of letters or digits")
+    directory = directory or migrations_dir()
     ids = migration_ids(directory)
     number = int(ids[-1].split("_", 1)[0]) + 1 if ids else 1
     stem = f"{number:04d}_{slug}"
