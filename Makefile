@@ -37,9 +37,10 @@ serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 
 test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
 
-lint: install ## ruff check and ruff format --check
+lint: install ## ruff check, ruff format --check, and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy

@@ -34,7 +34,7 @@ from bench.common import (
     run_pgbench,
     run_wrk,
 )
-from service.sqlcat import CATALOGUE
+from service.db.catalogue import CATALOGUE
 
 RANDOM_ID = object()  # stands for the random deal id, drawn per request
 NO_FILTERS: tuple[Any, ...] = (None,) * 6
@@ -273,7 +273,7 @@ def servers(
             serve = (
                 f'exec "{Path(sys.executable).parent / "granian"}" --interface asgi --factory '
                 f"--loop uvloop --http 1 --no-ws --workers {args.workers} "
-                '--host 127.0.0.1 --port "$API_PORT" service.app:app_from_env'
+                '--host 127.0.0.1 --port "$API_PORT" service.api.app:app_from_env'
             )
             base, _ = stack.enter_context(
                 api_server(url, workers=args.workers, env=env, command=["sh", "-c", serve])

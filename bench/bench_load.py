@@ -34,15 +34,15 @@ import asyncpg
 
 from bench import ROOT
 from bench.common import embedded_server
-from service import generate, migrate
+from service import migrate
 from service.embedded import bin_dir
+from service.load import generator as generate
+from service.load.source import COLUMNS
 from service.settings import Settings
 
 OUT = ROOT / "bench" / "out"
 TEMPLATE = "bench_load_template"
-FLOOR_TABLE = (
-    "CREATE UNLOGGED TABLE floor_copy (" + ", ".join(f"{c} text" for c in generate.COLUMNS) + ")"
-)
+FLOOR_TABLE = "CREATE UNLOGGED TABLE floor_copy (" + ", ".join(f"{c} text" for c in COLUMNS) + ")"
 GOALS = "goals: 50,000 rows < 1 s wall; 1,000,000 rows <= 10x the floor, <= 150 MB peak RSS, "
 GOALS += "RSS(1M)/RSS(50k) <= 1.3"
 
@@ -127,10 +127,10 @@ async def explain(url: str, path: Path, floor_s: float) -> None:
     only the unique indexes and then with one other index more, so the price of
     each index shows, set against the floor.
     """
-    from service import load_sql as sql
-    from service.load import Loader
-    from service.load_report import Progress
-    from service.load_source import Source
+    from service.db import load as sql
+    from service.load.report import Progress
+    from service.load.source import Source
+    from service.load.steps import Loader
 
     db = fresh_database(url, "bench_load_explain")
     conn = await asyncpg.connect(db)

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from bench.common import embedded_server, loaded_database
-from service.sqlcat import CATALOGUE
+from service.db.catalogue import CATALOGUE
 
 PAGE = 20
 NO_FILTERS: tuple[Any, ...] = (None, None, None, None, None, None)

@@ -10,19 +10,14 @@ on cleanly, then lets uvicorn finish requests in flight and close the pool.
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import socket
-import threading
-from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import multiprocess
 
+from service.compat import DRAINING, DrainingServer, drain_uvicorn_workers
 from service.settings import Settings
-
-DRAINING = threading.Event()  # set in a worker once it is shutting down
 
 
 def drain_middleware(app: Any) -> Any:
@@ -44,43 +39,9 @@ def drain_middleware(app: Any) -> Any:
     return middleware
 
 
-class DrainingServer(uvicorn.Server):
-    drain_seconds = 1.0
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if DRAINING.is_set() or self.drain_seconds <= 0 or not hasattr(self, "_loop"):
-            super().handle_exit(sig, frame)
-            return
-        DRAINING.set()
-        self._loop.call_soon_threadsafe(self._drain, sig, frame)
-
-    def _drain(self, sig: int, frame: FrameType | None) -> None:
-        for server in self.servers:
-            server.close()  # stop accepting; connections already open carry on
-        self._loop.call_later(self.drain_seconds, super().handle_exit, sig, frame)
-
-
-class DrainingProcess(multiprocess.Process):
-    """A uvicorn worker process that runs a DrainingServer."""
-
-    @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
-            self._server = DrainingServer(config=self.config)
-        return self._server
-
-
-# uvicorn's supervisor builds its workers from this module global; ours drain.
-multiprocess.Process = DrainingProcess  # type: ignore[misc]
-
-
 def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
     config = uvicorn.Config(
-        "service.app:app_from_env",
+        "service.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -96,6 +57,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     if workers > 1:
         sock = config.bind_socket()
+        drain_uvicorn_workers()
         multiprocess.Multiprocess(config, sockets=[sock]).run()
     else:
         DrainingServer(config).run()

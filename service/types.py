@@ -1,5 +1,6 @@
-"""The constrained types every request Struct is built from.
+"""The constrained types and limits of the edges, defined once.
 
+Request Structs, query parameters, row Structs and the loader use these.
 msgspec checks what it can (ints, strings, lengths, patterns) while decoding;
 it cannot constrain a Decimal, so the money and percent rules (finite, range,
 at most 2 places) are checked by `decimal_problem`, field by field, so that a
@@ -19,8 +20,13 @@ BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 PRICE_MAX = Decimal("99999999.99")  # numeric(10, 2)
 PERCENT_MAX = Decimal(100)
+# Money as text: digits with at most 2 decimal places, at most numeric(10, 2)'s maximum.
 MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
 PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
+CATEGORY_NAME_MAX = 100  # a longer name in a query or a body is refused before any SQL
+CITY_MAX = 200
+
+Stars = Annotated[int, msgspec.Meta(ge=1, le=5)]
 
 Id = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]
 UpstreamId = Annotated[
@@ -41,7 +47,7 @@ RoomType = Annotated[
         min_length=1, max_length=100, pattern=r"\S", description="Standard, Deluxe, Suite, ..."
     ),
 ]
-Price = Annotated[
+Money = Annotated[
     Decimal,
     msgspec.Meta(
         description=(
@@ -60,7 +66,7 @@ Percent = Annotated[
         extra_json_schema={"pattern": PERCENT_PATTERN},
     ),
 ]
-CategoryName = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+CategoryName = Annotated[str, msgspec.Meta(min_length=1, max_length=CATEGORY_NAME_MAX)]
 CategoryNames = Annotated[
     list[CategoryName],
     msgspec.Meta(max_length=20, description="Known category names; duplicates are ignored."),

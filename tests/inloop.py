@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 import httpx
 from litestar import Litestar
 
-from service.app import create_app
-from service.db import Database
+from service.api.app import create_app
+from service.db.pool import Database
 from service.settings import Settings
 
 

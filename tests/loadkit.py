@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from service.generate import COLUMNS
+from service.load.source import COLUMNS
 from tests import ROOT
 
 TABLES = ("hotels", "deals", "categories", "deal_categories")

@@ -10,7 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from service.paging import CursorError, Position, decode_cursor, encode_cursor, fingerprint
+from service.api.paging import CursorError, Position, decode_cursor, encode_cursor, fingerprint
 from tests.known import Known, ordered
 
 Client = AsyncTestClient[Litestar]

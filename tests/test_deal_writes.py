@@ -308,7 +308,7 @@ async def test_delete_removes_the_deal_from_every_read(client: Client, known: Kn
 async def test_check_violation_that_reaches_the_database_maps_to_422(
     conn: asyncpg.Connection[asyncpg.Record], known: Known
 ) -> None:
-    from service.errors import translate
+    from service.api.errors import translate
 
     with pytest.raises(asyncpg.CheckViolationError) as caught:
         await conn.execute("UPDATE deals SET price_per_night = 0 WHERE id = $1", known.deals[0].id)

@@ -9,7 +9,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from service.params import MAX_LIMIT
+from service.api.params import MAX_LIMIT
 from tests.known import Known, ordered
 
 Client = AsyncTestClient[Litestar]

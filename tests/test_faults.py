@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
-from service.cli import main
-from service.db import Database
+from service.api.app import create_app
+from service.cli.main import main
+from service.db.pool import Database
 from service.settings import Settings
 from tests.inloop import app_and_client, database_of
 from tests.test_health import assert_error

@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import Settings
 from tests import pg
 from tests.serving import serving

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service import generate
-from service.cli import main
+from service.cli.main import main
+from service.load import generator as generate
+from service.load.source import COLUMNS
 
 SPEC_COLUMNS = [
     "deal_id",
@@ -51,7 +52,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
 
 def test_header_is_the_spec_columns_in_order() -> None:
     assert text(0).splitlines() == [",".join(SPEC_COLUMNS)]
-    assert list(generate.COLUMNS) == SPEC_COLUMNS
+    assert list(COLUMNS) == SPEC_COLUMNS
 
 
 def test_shape(records: list[dict[str, str]]) -> None:

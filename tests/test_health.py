@@ -6,7 +6,7 @@ import asyncpg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import Settings
 
 Client = AsyncTestClient[Litestar]

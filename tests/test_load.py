@@ -15,9 +15,10 @@ import asyncpg
 import psycopg
 import pytest
 
-from service import generate
-from service.load import load_file
-from service.load_report import Progress
+from service.load import generator as generate
+from service.load.report import Progress
+from service.load.source import COLUMNS
+from service.load.steps import load_file
 from tests import loadkit
 from tests.loadkit import row, rows, write
 
@@ -124,7 +125,7 @@ async def test_changed_reload_updates_and_raises_versions(
 async def test_header_by_name_with_bom_crlf_and_quoting(
     database_url: str, conn: Conn, tmp_path: Path
 ) -> None:
-    columns = list(reversed(generate.COLUMNS))
+    columns = list(reversed(COLUMNS))
     name = 'The "Grand", by the sea\nEast Wing'
     records = [row(1, hotel_name=name), row(2), row(3)]
     path = write(tmp_path / "d.csv", records, columns=columns, bom=True, newline="\r\n")

@@ -11,9 +11,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from service import generate, migrate
+from service import migrate
 from service.embedded import EmbeddedPostgres
-from service.load import LoadSummary, load_file
+from service.load import generator as generate
+from service.load.steps import LoadSummary, load_file
 from service.settings import Settings
 from tests import ROOT, loadkit
 from tests.inloop import app_and_client

@@ -15,9 +15,9 @@ from typing import TypeAlias
 import asyncpg
 import pytest
 
-from service import generate
-from service.generate import COLUMNS
-from service.load import LoadError, MalformedFile, UsageError, load_file
+from service.load import generator as generate
+from service.load.source import COLUMNS
+from service.load.steps import LoadError, MalformedFile, UsageError, load_file
 from tests import ROOT, loadkit
 from tests.loadkit import csv_bytes, row, rows, write
 
@@ -172,8 +172,11 @@ async def test_cli_exit_codes_and_messages(database_url: str, conn: Conn, tmp_pa
     assert (await loadkit.counts(conn))["deals"] == 2
 
     down = await cli("load", str(bad_path), database_url="postgresql://nobody@127.0.0.1:1/none")
-    assert down.returncode == 3
-    assert down.stderr.startswith("error: cannot connect to the database")
+    assert down.returncode == 2  # unreachable: exit 2, as every `deals` command
+    assert down.stderr == (
+        "error: cannot connect to the database at postgresql://nobody@127.0.0.1:1/none: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 1)\n"
+    )
     for result in (strict, refused, usage, down):
         assert "Traceback" not in result.stderr
 

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from service import generate
-from service import load_sql as sql
-from service.load import load_file
+from service.db import load as sql
+from service.load import generator as generate
+from service.load.steps import load_file
 from tests import loadkit, pg
 from tests.loadkit import row, rows, write
 

@@ -10,8 +10,8 @@ from typing import TypeAlias
 import asyncpg
 import pytest
 
-from service.generate import COLUMNS
-from service.load import BadRows, ProblemLine, load_file
+from service.load.source import COLUMNS
+from service.load.steps import BadRows, ProblemLine, load_file
 from tests import loadkit, pg
 from tests.loadkit import row, rows, write
 
@@ -322,10 +322,10 @@ async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_
     find a problem exactly where ok is false: else a good row would be rejected
     without a reason (the load fails: count_unexplained_rows) or a bad one loaded.
     """
-    from service import load_sql as sql
-    from service.load import Loader
-    from service.load_report import Progress
-    from service.load_source import Source
+    from service.db import load as sql
+    from service.load.report import Progress
+    from service.load.source import Source
+    from service.load.steps import Loader
 
     edges = [(column, value) for column, values in EDGES.items() for value in values]
     records = [row(n, **{column: value}) for n, (column, value) in enumerate(edges, start=1)]

@@ -7,7 +7,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service import load_sql, sqlcat
+from service.db import catalogue as sqlcat
+from service.db import load as load_sql
 
 
 def write(tmp_path: Path, text: str) -> Path:

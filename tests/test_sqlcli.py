@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from service import sqlcat
-from service.cli import main
-from service.sqlcli import convert
+from service.cli.main import main
+from service.cli.sql import convert
+from service.db import catalogue as sqlcat
 
 
 def test_list_prints_every_query(capsys: pytest.CaptureFixture[str]) -> None:

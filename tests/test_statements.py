@@ -11,7 +11,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from service.db import Connection, Database
+from service.db.catalogue import Connection
+from service.db.pool import Database
 from tests.known import Known
 
 Client = AsyncTestClient[Litestar]

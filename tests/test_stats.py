@@ -13,10 +13,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
-from service.models import CityStats
+from service.api.app import create_app
+from service.api.stats import StatsCache
+from service.db.rows import CityStats
 from service.settings import Settings
-from service.stats import StatsCache
 from tests.known import Known, city_stats
 
 Client = AsyncTestClient[Litestar]

@@ -1,0 +1,98 @@
+"""The Litestar app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.types import ControllerRouterHandler
+
+from service.api.categories import CategoriesController
+from service.api.deals import DealsController
+from service.api.errors import handle_exception
+from service.api.health import HealthController
+from service.api.hotels import HotelsController
+from service.api.stats import StatsCache, StatsController
+from service.compat import drop_litestar_error_docs, fix_options_allow
+from service.db.pool import Database
+from service.serve import drain_middleware
+from service.settings import Settings
+
+log = logging.getLogger("service.app")
+
+OPENAPI_JSON = "/docs/openapi.json"
+
+ROUTES: Sequence[ControllerRouterHandler] = [
+    HealthController,
+    DealsController,
+    StatsController,
+    HotelsController,
+    CategoriesController,
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The app for these settings; the lifespan owns the database pool."""
+    db = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.open()
+        try:
+            yield
+        finally:
+            await db.close()
+
+    app = Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        state=State(
+            {
+                "db": db,
+                "settings": settings,
+                "stats_cache": StatsCache(settings.stats_cache_seconds),
+            }
+        ),
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Deals API",
+            version="1.0.0",
+            description=(
+                "Hotel deals over PostgreSQL. Money and percentages are exact decimals "
+                'encoded as JSON strings ("129.99"). Every error has one shape: '
+                '{"error": {"code", "message", "details"}}.'
+            ),
+            path="/docs",
+            render_plugins=[
+                SwaggerRenderPlugin(path="/"),
+                JsonRenderPlugin(path="/openapi.json"),
+            ],
+            use_handler_docstrings=True,
+        ),
+        debug=False,
+        logging_config=None,  # logging is configured once, by configure_logging
+        middleware=[drain_middleware],
+    )
+    drop_litestar_error_docs(app)
+    fix_options_allow(app)
+    return app
+
+
+def app_from_env() -> Litestar:
+    """The uvicorn factory: settings from the environment (DATABASE_URL is set by `deals serve`)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,229 @@
+"""The one error shape, and the one table that maps every failure to HTTP.
+
+    {"error": {"code": "NOT_FOUND", "message": "...", "details": [...]}}
+
+As PostgREST does, database errors map by SQLSTATE class; anything
+unexpected becomes a 500 whose detail goes only to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+
+from service.db.pool import Overloaded
+
+log = logging.getLogger("service.errors")
+
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    details: list[Any] | None = None
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """An error the API reports as is: status, stable code, message, details."""
+
+    status_code = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ApiError):
+    status_code, code = 400, "BAD_REQUEST"
+
+
+class NotFound(ApiError):
+    status_code, code = 404, "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    status_code, code = 409, "CONFLICT"
+
+
+class PreconditionFailed(ApiError):
+    status_code, code = 412, "PRECONDITION_FAILED"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code, code = 415, "UNSUPPORTED_MEDIA_TYPE"
+
+
+class Unprocessable(ApiError):
+    status_code, code = 422, "VALIDATION_ERROR"
+
+
+class ServiceUnavailable(ApiError):
+    status_code, code = 503, "DATABASE_UNAVAILABLE"
+
+
+class GatewayTimeout(ApiError):
+    status_code, code = 504, "STATEMENT_TIMEOUT"
+
+
+# Litestar's own HTTP errors (routing, body limits, media types) by status.
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+# SQLSTATE (exact, then class) -> the error the client sees.
+SQLSTATE_ERRORS: dict[str, tuple[type[ApiError], str, str]] = {
+    "23505": (Conflict, "CONFLICT", "the change conflicts with an existing row"),
+    "23503": (Conflict, "CONFLICT", "the change refers to a row that does not exist"),
+    "23514": (Unprocessable, "CONSTRAINT_VIOLATION", "the change breaks a rule of the data"),
+    "23502": (Unprocessable, "CONSTRAINT_VIOLATION", "a required value is missing"),
+    "22003": (Unprocessable, "CONSTRAINT_VIOLATION", "a number is out of range"),
+    "22021": (Unprocessable, "INVALID_VALUE", "a text holds a character PostgreSQL refuses (NUL)"),
+    "22": (Unprocessable, "INVALID_VALUE", "a value cannot be used as given"),
+    "57014": (GatewayTimeout, "STATEMENT_TIMEOUT", "the query ran past the statement timeout"),
+    "08": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable"),
+    "53": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is out of resources"),
+    "57P01": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is shutting down"),
+    "57P02": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is shutting down"),
+    "57P03": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is starting up"),
+    "40001": (Conflict, "SERIALIZATION_FAILURE", "a concurrent change won; retry"),
+    "40P01": (Conflict, "DEADLOCK", "a concurrent change won; retry"),
+}
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def translate(exc: BaseException) -> ApiError:
+    """The client-facing error for any exception."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, Overloaded):
+        return ServiceUnavailable(
+            "the service is overloaded; retry shortly", code="OVERLOADED", headers=RETRY_AFTER
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        entry = SQLSTATE_ERRORS.get(state) or SQLSTATE_ERRORS.get(state[:2])
+        if entry is not None:
+            cls, code, message = entry
+            headers = RETRY_AFTER if cls is ServiceUnavailable else None
+            return cls(message, code=code, headers=headers)
+    elif isinstance(exc, TimeoutError):  # before OSError, its base class
+        return ServiceUnavailable(
+            "no database connection became free in time",
+            code="POOL_TIMEOUT",
+            headers=RETRY_AFTER,
+        )
+    elif isinstance(exc, CONNECTION_ERRORS):
+        return ServiceUnavailable("the database is unreachable", headers=RETRY_AFTER)
+    return ApiError("an unexpected error happened; it has been logged")
+
+
+def _validation_details(exc: ValidationException) -> list[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    details = []
+    for item in extra:
+        if isinstance(item, dict):
+            details.append(
+                {
+                    "field": item.get("key"),
+                    "source": item.get("source"),
+                    "message": item.get("message"),
+                }
+            )
+    return details
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[Any] | None, headers: dict[str, str]
+) -> Response[ErrorResponse]:
+    return Response(
+        ErrorResponse(ErrorBody(code=code, message=message, details=details)),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    """The single exception handler of the app."""
+    if isinstance(exc, ValidationException):
+        return error_response(
+            422, "VALIDATION_ERROR", "the request is not valid", _validation_details(exc), {}
+        )
+    if isinstance(exc, HTTPException) and not isinstance(exc, ApiError):
+        status = exc.status_code
+        code = HTTP_CODES.get(status, "HTTP_ERROR")
+        if status >= 500:
+            log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
+        return error_response(status, code, exc.detail, None, dict(exc.headers or {}))
+    error = translate(exc)
+    if error.status_code >= 500:
+        if type(error) is ApiError:
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+        else:
+            log.warning("%s on %s %s: %r", error.code, request.method, request.url.path, exc)
+    return error_response(
+        error.status_code, error.code, error.message, error.details, error.headers
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request",
+    404: "Not found",
+    409: "Conflict",
+    412: "If-Match does not match the current version",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "Validation failed; details name each failing field",
+    503: "Database unavailable or no connection free in time (Retry-After set)",
+    504: "Statement timeout",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the error responses a handler can give."""
+    return {
+        status: ResponseSpec(
+            data_container=ErrorResponse,
+            description=ERROR_DESCRIPTIONS.get(status, "Error"),
+            generate_examples=False,
+        )
+        for status in statuses
+    }

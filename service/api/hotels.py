@@ -1,0 +1,48 @@
+"""GET /hotels and GET /hotels/{id}, so that clients can find a hotel_id."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.datastructures import State
+
+from service.api.errors import NotFound, error_responses
+from service.api.params import DEFAULT_LIMIT, City, Count, HotelId, Limit, Skip
+from service.api.responses import HotelPage
+from service.db.hotels import count_hotels, estimate_hotels, get_hotel, list_hotels
+from service.db.pool import Database
+from service.db.rows import Hotel
+
+
+class HotelsController(Controller):
+    path = "/hotels"
+    tags = ["hotels"]  # noqa: RUF012
+
+    @get("/", summary="List hotels", responses=error_responses(422, 503, 504))
+    async def list_hotels(
+        self,
+        state: State,
+        city: City = None,
+        skip: Skip = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        count: Count = "exact",
+    ) -> HotelPage:
+        """Hotels by id, optionally in one city, so that clients can find a hotel_id."""
+        db: Database = state.db
+        async with db.connection() as conn:
+            items = await list_hotels(conn, city=city, limit=limit, skip=skip)
+            total: int | None = None
+            if count == "exact":
+                total = await count_hotels(conn, city=city)
+            elif count == "estimated":
+                total = await estimate_hotels(conn, city=city)
+        return HotelPage(items=items, total=total, skip=skip, limit=limit)
+
+    @get("/{hotel_id:int}", summary="One hotel", responses=error_responses(404, 422, 503, 504))
+    async def hotel_by_id(self, state: State, hotel_id: HotelId) -> Hotel:
+        """One hotel; 404 when there is none."""
+        db: Database = state.db
+        async with db.connection() as conn:
+            hotel = await get_hotel(conn, hotel_id=hotel_id)
+        if hotel is None:
+            raise NotFound(f"hotel {hotel_id} does not exist")
+        return hotel

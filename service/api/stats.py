@@ -1,0 +1,118 @@
+"""GET /deals/stats: per-city price statistics, optionally answered from memory.
+
+With STATS_CACHE_SECONDS above 0, an answer computed for some filters is
+served again to the same filters for that many seconds (measured from when
+its query started, so no answer is older than that). The cache lives in the
+process (one per worker), holds at most MAX_ENTRIES filter combinations
+(least recently used out first), and concurrent misses for the same filters
+share one query. A failed query is not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+
+from litestar import Controller, get
+from litestar.datastructures import State
+
+from service.api.errors import error_responses
+from service.api.params import (
+    CategoryName,
+    IsAvailable,
+    MinStars,
+    PriceMax,
+    PriceMin,
+    price_range,
+)
+from service.db.pool import Database
+from service.db.rows import CityStats
+from service.db.stats import deal_stats_by_city
+
+MAX_ENTRIES = 256
+
+
+Stats = list[CityStats]
+
+
+class StatsCache:
+    """Answers by key for ttl seconds; ttl 0 turns the cache off."""
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, asyncio.Future[Stats]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[Stats]]) -> Stats:
+        if self.ttl <= 0:
+            return await compute()
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            self._entries.move_to_end(key)
+            future = entry[1]
+        else:
+            # A task of its own: a client that goes away does not cancel the others' answer.
+            future = asyncio.ensure_future(compute())
+            future.add_done_callback(lambda done: self._forget_failure(key, done))
+            self._entries[key] = (now + self.ttl, future)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return await asyncio.shield(future)
+
+    def _forget_failure(self, key: Hashable, done: asyncio.Future[Stats]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] is done:
+                del self._entries[key]
+
+
+class StatsController(Controller):
+    path = "/deals/stats"
+    tags = ["deals"]  # noqa: RUF012
+
+    @get("/", summary="Deal statistics by city", responses=error_responses(422, 503, 504))
+    async def stats(
+        self,
+        state: State,
+        min_stars: MinStars = None,
+        price_min: PriceMin = None,
+        price_max: PriceMax = None,
+        category: CategoryName = None,
+        is_available: IsAvailable = None,
+    ) -> list[CityStats]:
+        """Per city: the average price per night and the number of deals matching the filters.
+
+        Most deals first, then by city. avg_price is rounded half away from zero
+        to 2 places. With STATS_CACHE_SECONDS above 0 the answer may be that old.
+        """
+        low, high = price_range(price_min, price_max)
+        name = category.lower() if category is not None else None
+        db: Database = state.db
+
+        async def compute() -> Stats:
+            async with db.connection() as conn:
+                return await deal_stats_by_city(
+                    conn,
+                    min_stars=min_stars,
+                    price_min=low,
+                    price_max=high,
+                    category=name,
+                    is_available=is_available,
+                )
+
+        cache: StatsCache = state.stats_cache
+        return await cache.get((min_stars, low, high, name, is_available), compute)

@@ -1,0 +1,89 @@
+"""Optimistic locking over HTTP: the ETag of a deal, If-Match, and why a write matched nothing.
+
+A deal's ETag is its version, quoted ("3"). A write checks the version and
+writes in one statement; only when that matches nothing does a second read
+tell the client why: absent 404, stale If-Match 412, stale body version 409,
+or dates that are out of order once merged 422.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from litestar.params import HeaderParameter
+
+from service.api.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from service.db.deal_writes import VersionAndDates
+from service.types import INT_MAX
+
+
+def deal_etag(version: int) -> str:
+    """The ETag of a deal at this version: the version, quoted ("3")."""
+    return f'"{version}"'
+
+
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*")\s*$'
+ENTITY_TAG = re.compile(r'^(W/)?"([^"]*)"$')
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """The version an If-Match header demands; None when absent or `*`.
+
+    Not one entity tag: 422. A weak tag, or one that is no version of ours,
+    never matches strongly: 412, as HTTP says.
+    """
+    if header is None or header.strip() == "*":
+        return None
+    match = ENTITY_TAG.match(header.strip())
+    if match is None:
+        raise Unprocessable(
+            'If-Match must be one entity tag such as "3", or *',
+            details=[{"field": "If-Match", "source": "header", "message": "not an entity tag"}],
+        )
+    weak, tag = match[1], match[2]
+    if weak or not tag.isdigit() or len(tag) > 10 or int(tag) > INT_MAX:
+        raise PreconditionFailed(
+            f"If-Match {header.strip()[:40]} matches no version; send the ETag of GET /deals/{{id}}"
+        )
+    return int(tag)
+
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        pattern=IF_MATCH_PATTERN,
+        description='The ETag of the deal as last read ("3"); a stale one gets 412.',
+    ),
+]
+
+
+def why_nothing_matched(
+    deal_id: int, stored: VersionAndDates | None, if_match: int | None, sent_version: int | None
+) -> ApiError:
+    if stored is None:
+        return NotFound(f"deal {deal_id} does not exist")
+    if if_match is not None and stored.version != if_match:
+        return PreconditionFailed(
+            f"deal {deal_id} is at version {stored.version}, not {if_match}",
+            details=[{"current_version": stored.version}],
+        )
+    if sent_version is not None and stored.version != sent_version:
+        return Conflict(
+            f"deal {deal_id} was changed: version {sent_version} is stale, "
+            f"the current version is {stored.version}",
+            code="VERSION_CONFLICT",
+            details=[{"current_version": stored.version}],
+        )
+    return Unprocessable(
+        "checkout_date must be after checkin_date (judged on the stored deal with the patch)",
+        details=[{"field": "checkout_date", "message": "must be after checkin_date"}],
+    )

@@ -1,0 +1,1 @@
+"""The `deals` command line; main.main is the entry point."""

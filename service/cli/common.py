@@ -1,0 +1,71 @@
+"""What every `deals` command shares: messages on stderr, the database URL, and
+the one line a user sees when the database cannot be reached."""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import urlsplit
+
+from service.embedded import EmbeddedPostgres
+from service.settings import Settings, redact_url
+
+
+class DatabaseUnreachable(Exception):
+    """The database cannot be reached, or its URL is malformed: `deals` exits 2."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(f"cannot connect to the database at {redact_url(url)}: {what}")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def check_url(url: str) -> str:
+    """The URL, or DatabaseUnreachable saying what is malformed in it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise DatabaseUnreachable(url, f"DATABASE_URL is malformed ({exc})") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise DatabaseUnreachable(
+            url, "DATABASE_URL is malformed (it must start with postgresql://)"
+        )
+    return url
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL when set; otherwise start (or reuse) the embedded server under .data/."""
+    if settings.database_url:
+        return check_url(settings.database_url)
+    server = EmbeddedPostgres(settings.data_dir)
+    url = server.start()
+    say(f"embedded PostgreSQL: data in {server.pgdata} (socket in {server.socket_dir})")
+    return url
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """What failed, when `exc` says the database cannot be reached; None for anything else.
+
+    Only the drivers already imported are consulted, so `deals` starts without them.
+    """
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None:
+        if isinstance(exc, asyncpg.PostgresError):
+            state = exc.sqlstate or ""
+            # 08 connection, 28 authorization, 3D no such database, 57P03 starting up
+            if state[:2] in ("08", "28", "3D") or state == "57P03":
+                return f"{exc.__class__.__name__}: {exc}"
+        elif isinstance(exc, asyncpg.ClientConfigurationError):
+            return str(exc)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+    return None

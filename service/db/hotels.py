@@ -1,0 +1,29 @@
+"""One typed function per query of sql/hotels.sql."""
+
+from __future__ import annotations
+
+from service.db.catalogue import Connection, Many, One, Value
+from service.db.rows import Hotel, hotel_from_row
+
+GET_HOTEL = One("get_hotel")
+LIST_HOTELS = Many("list_hotels")
+COUNT_HOTELS = Value("count_hotels")
+
+
+async def get_hotel(conn: Connection, *, hotel_id: int) -> Hotel | None:
+    row = await GET_HOTEL(conn, hotel_id)
+    return None if row is None else hotel_from_row(row)
+
+
+async def list_hotels(conn: Connection, *, city: str | None, limit: int, skip: int) -> list[Hotel]:
+    return [hotel_from_row(row) for row in await LIST_HOTELS(conn, city, limit, skip)]
+
+
+async def count_hotels(conn: Connection, *, city: str | None) -> int:
+    count: int = await COUNT_HOTELS(conn, city)
+    return count
+
+
+async def estimate_hotels(conn: Connection, *, city: str | None) -> int:
+    """The planner's estimate of count_hotels: EXPLAIN of list_hotels with no limit."""
+    return await LIST_HOTELS.estimate(conn, city, None, 0)

@@ -1,0 +1,71 @@
+"""What can go wrong in a load, each with its exit code for `deals load`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class LoadError(Exception):
+    """An expected failure, with a one-line message and the exit code of `deals load`."""
+
+    exit_code = 1
+    code = "LOAD_FAILED"
+
+    def __init__(self, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class UsageError(LoadError):
+    """A file that cannot be read, a rejects file that cannot be written."""
+
+    exit_code = 2
+    code = "USAGE"
+
+
+class MalformedFile(LoadError):
+    """Not a deals CSV: empty, header only, wrong columns, bad UTF-8, broken quoting."""
+
+    exit_code = 2
+    code = "MALFORMED_FILE"
+
+
+class DatabaseUnavailable(LoadError):
+    """The database failed or went away during the load."""
+
+    exit_code = 3
+    code = "DATABASE_UNAVAILABLE"
+
+
+class DatabaseUnreachable(LoadError):
+    """The load could not connect at all: exit 2, as every `deals` command does."""
+
+    exit_code = 2
+    code = "DATABASE_UNREACHABLE"
+
+
+class ProblemLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A bad value where people look for it: the file line its record starts on."""
+
+    line: int | None
+    column: str
+    value: str | None
+    reason: str
+
+
+class BadRows(LoadError):
+    """Strict mode found bad rows: nothing was written."""
+
+    exit_code = 1
+    code = "BAD_ROWS"
+
+    def __init__(
+        self, message: str, problems: list[ProblemLine], problem_count: int, rows_rejected: int
+    ) -> None:
+        super().__init__(message, [msgspec.to_builtins(p) for p in problems])
+        self.problems = problems
+        self.problem_count = problem_count
+        self.rows_rejected = rows_rejected
