@@ -10,6 +10,10 @@
 --   folds away and a present one can use its index.
 -- One query per sort, so each is served by its own index; the keyset
 -- condition (after the cursor's row) and OFFSET are both NULL/0 when unused.
+-- Each query stays whole so that it pastes into psql as it is; the deal
+-- row's columns and the filters are therefore repeated, and
+-- tests/test_sql_shapes.py holds every copy identical to get_deal's columns
+-- and the filters above.
 -- The category filter in a page is a per-row probe of deal_categories_pkey,
 -- so a page stops after LIMIT rows instead of hashing every match first.
 

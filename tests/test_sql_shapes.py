@@ -1,0 +1,93 @@
+"""The deal queries say the same thing the same way, and a query runs only as its kind.
+
+sql/deals.sql keeps each list query whole, so that an SRE can paste any one of
+them into psql; the price is that the deal row's columns and the filters
+$1-$6 stand in several queries. These tests hold those copies identical, so a
+change to one that forgets the others fails the build.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from service.db import catalogue
+from service.db.catalogue import CATALOGUE, CatalogueError, Exec, ExecRows, Many, One, Value
+
+LISTS = [
+    "list_deals_by_id",
+    "list_deals_by_price",
+    "list_deals_by_price_desc",
+    "list_deals_by_created_at",
+    "list_deals_by_created_at_desc",
+]
+FILTERS = [  # $1-$6 in every list query, in this order
+    r"($1::text IS NULL OR lower(h.city) = lower($1::text))",
+    r"($2::int IS NULL OR h.star_rating >= $2::int)",
+    r"($3::numeric IS NULL OR d.price_per_night >= $3::numeric)",
+    r"($4::numeric IS NULL OR d.price_per_night <= $4::numeric)",
+    r"($6::bool IS NULL OR d.is_available = $6::bool)",
+]
+
+
+def fold(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql).strip()
+
+
+def statement(name: str) -> str:
+    """The query's SQL without its header line and name tag, white space folded."""
+    return fold(CATALOGUE[name].sql.split("\n", 1)[1].replace(f" /* {name} */", ""))
+
+
+def columns(name: str) -> str:
+    """What the query selects, from SELECT up to its own WHERE (the one that starts a line)."""
+    sql = CATALOGUE[name].sql.split("\n", 1)[1].replace(f" /* {name} */", "")
+    return fold(sql[: sql.index("\nWHERE ")])
+
+
+def test_every_deal_row_query_selects_the_same_columns_and_joins() -> None:
+    expected = columns("get_deal")
+    assert expected.startswith("SELECT d.id, d.deal_id, h.id AS hotel_id,")
+    for name in LISTS:
+        assert columns(name) == expected, name
+
+
+@pytest.mark.parametrize("name", [*LISTS, "count_deals", "count_deals_in_category"])
+def test_every_deal_list_and_count_applies_the_same_filters(name: str) -> None:
+    sql = CATALOGUE[name].sql
+    where = fold(sql[sql.index("\nWHERE ") :])
+    for condition in FILTERS:
+        assert condition in where, (name, condition)
+
+
+def test_list_queries_share_the_category_filter() -> None:
+    filters = {
+        re.search(r"AND \(\$5::text IS NULL OR .*?\)\)\)", statement(name))[0]  # type: ignore[index]
+        for name in LISTS
+    }
+    assert len(filters) == 1, filters
+
+
+@pytest.mark.parametrize(
+    ("helper", "kind"),
+    [(One, "one"), (Many, "many"), (Value, "val"), (Exec, "exec"), (ExecRows, "execrows")],
+)
+def test_a_query_runs_only_through_the_helper_of_its_kind(
+    helper: type[catalogue.One | catalogue.Many], kind: str
+) -> None:
+    same = next(q for q in CATALOGUE.values() if q.kind == kind)
+    assert helper(same.name).query is same
+    other = next(q for q in CATALOGUE.values() if q.kind != kind)
+    with pytest.raises(CatalogueError) as caught:
+        helper(other.name)
+    assert str(caught.value) == (
+        f"query {other.name} is declared :{other.kind} ({other.file}:{other.line}) "
+        f"but is called as :{kind}"
+    )
+
+
+def test_every_kind_has_its_helper() -> None:
+    kinds = {helper.kind for helper in (One, Many, Value, Exec, ExecRows)}
+    assert kinds == set(catalogue.KINDS)
+    assert {query.kind for query in CATALOGUE.values()} <= kinds
