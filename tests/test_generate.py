@@ -15,23 +15,13 @@ from service.cli.main import main
 from service.load import generator as generate
 from service.load.source import COLUMNS
 
-SPEC_COLUMNS = [
-    "deal_id",
-    "hotel_name",
-    "hotel_city",
-    "hotel_country",
-    "hotel_phone",
-    "hotel_star_rating",
-    "room_type",
-    "price_per_night",
-    "original_price",
-    "discount_percent",
-    "checkin_date",
-    "checkout_date",
-    "is_available",
-    "categories",
-    "created_at",
-]
+# The header line of shared/spec/deals-csv.md, as the spec writes it.
+SPEC_HEADER = (
+    "deal_id,hotel_name,hotel_city,hotel_country,hotel_phone,hotel_star_rating,room_type,"
+    "price_per_night,original_price,discount_percent,checkin_date,checkout_date,is_available,"
+    "categories,created_at"
+)
+SPEC_COLUMNS = SPEC_HEADER.split(",")
 
 
 def text(rows: int, hotels: int = 150, seed: int = 1, first_id: int = 1) -> str:

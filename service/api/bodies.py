@@ -21,6 +21,7 @@ from litestar import Request
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from service.api.errors import BadRequest, Unprocessable, UnsupportedMediaType
+from service.db.deal_writes import DEAL_COLUMNS
 from service.types import (
     CategoryNames,
     Day,
@@ -50,6 +51,10 @@ class DealCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     categories: CategoryNames = msgspec.field(default_factory=list)
     deal_id: UpstreamId | None = None
 
+    def columns(self) -> dict[str, Any]:
+        """The deal's own columns, as insert_deal takes them."""
+        return {name: getattr(self, name) for name in DEAL_COLUMNS}
+
 
 class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """PATCH /deals/{id}: only the fields sent change; `version` guards against lost updates."""
@@ -73,11 +78,11 @@ class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         )
 
     def columns(self) -> dict[str, Any]:
-        """The deal columns sent (categories and version apart); None for those not sent."""
+        """The deal's own columns this patch sends, as update_deal takes them."""
         return {
-            name: None if getattr(self, name) is msgspec.UNSET else getattr(self, name)
-            for name in self.__struct_fields__
-            if name not in ("categories", "version")
+            name: getattr(self, name)
+            for name in DEAL_COLUMNS
+            if getattr(self, name) is not msgspec.UNSET
         }
 
     def sent_version(self) -> int | None:

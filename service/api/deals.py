@@ -218,18 +218,7 @@ class DealsController(Controller):
         async with db.transaction() as conn:
             await check_categories(conn, new.categories)
             try:
-                deal_id = await insert_deal(
-                    conn,
-                    deal_id=new.deal_id,
-                    hotel_id=new.hotel_id,
-                    room_type=new.room_type,
-                    price_per_night=new.price_per_night,
-                    original_price=new.original_price,
-                    discount_percent=new.discount_percent,
-                    checkin_date=new.checkin_date,
-                    checkout_date=new.checkout_date,
-                    is_available=new.is_available,
-                )
+                deal_id = await insert_deal(conn, deal_id=new.deal_id, columns=new.columns())
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound(
                     f"hotel {new.hotel_id} does not exist",
@@ -276,7 +265,7 @@ class DealsController(Controller):
                     deal_id=deal_id,
                     if_match=expected,
                     version=changes.sent_version(),
-                    **changes.columns(),
+                    columns=changes.columns(),
                 )
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound(

@@ -7,8 +7,9 @@ tell why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -20,6 +21,18 @@ DEAL_VERSION_AND_DATES = One("deal_version_and_dates")
 REPLACE_DEAL_CATEGORIES = Exec("replace_deal_categories")
 DELETE_DEAL = One("delete_deal")
 
+# A deal's own columns, in the $n order of insert_deal ($2-$9) and update_deal ($4-$11).
+DEAL_COLUMNS = (
+    "hotel_id",
+    "room_type",
+    "price_per_night",
+    "original_price",
+    "discount_percent",
+    "checkin_date",
+    "checkout_date",
+    "is_available",
+)
+
 
 class VersionAndDates(msgspec.Struct, frozen=True, kw_only=True):
     version: int
@@ -27,32 +40,9 @@ class VersionAndDates(msgspec.Struct, frozen=True, kw_only=True):
     checkout_date: date
 
 
-async def insert_deal(
-    conn: Connection,
-    *,
-    deal_id: int | None,
-    hotel_id: int,
-    room_type: str,
-    price_per_night: Decimal,
-    original_price: Decimal,
-    discount_percent: Decimal,
-    checkin_date: date,
-    checkout_date: date,
-    is_available: bool,
-) -> int:
-    """The new deal's id."""
-    row = await INSERT_DEAL(
-        conn,
-        deal_id,
-        hotel_id,
-        room_type,
-        price_per_night,
-        original_price,
-        discount_percent,
-        checkin_date,
-        checkout_date,
-        is_available,
-    )
+async def insert_deal(conn: Connection, *, deal_id: int | None, columns: Mapping[str, Any]) -> int:
+    """The new deal's id; `columns` holds every name of DEAL_COLUMNS."""
+    row = await INSERT_DEAL(conn, deal_id, *(columns[name] for name in DEAL_COLUMNS))
     assert row is not None, "INSERT ... RETURNING gives its row"
     new_id: int = row["id"]
     return new_id
@@ -64,32 +54,15 @@ async def update_deal(
     deal_id: int,
     if_match: int | None,
     version: int | None,
-    hotel_id: int | None,
-    room_type: str | None,
-    price_per_night: Decimal | None,
-    original_price: Decimal | None,
-    discount_percent: Decimal | None,
-    checkin_date: date | None,
-    checkout_date: date | None,
-    is_available: bool | None,
+    columns: Mapping[str, Any],
 ) -> int | None:
     """The new version, or None when nothing matched (absent, stale or bad dates).
 
-    None in a column leaves it as it is; if_match and version are checked when given.
+    `columns` holds the columns that change; the others stay as they are.
+    if_match and version are checked when given.
     """
     row = await UPDATE_DEAL(
-        conn,
-        deal_id,
-        if_match,
-        version,
-        hotel_id,
-        room_type,
-        price_per_night,
-        original_price,
-        discount_percent,
-        checkin_date,
-        checkout_date,
-        is_available,
+        conn, deal_id, if_match, version, *(columns.get(name) for name in DEAL_COLUMNS)
     )
     return None if row is None else int(row["version"])
 
