@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
 from service import migrate
+from service.generate import STAR_WEIGHTS
+from service.sqlcat import CATALOGUE
 from tests import pg
+
+BASELINE = 5  # 0001-0005 were applied in production before squawk: never edited, not linted
 
 
 @pytest.fixture
@@ -100,3 +108,72 @@ def test_categories_data_migration(empty_db: str) -> None:
         assert conn.execute("SELECT categories FROM deals WHERE deal_id = 99").fetchone() == (
             "budget,luxury",
         )
+
+
+def copy_migrations(folder: Path, up_to: int) -> Path:
+    """The migrations numbered up to `up_to`, forward and rollback, copied into `folder`."""
+    folder.mkdir()
+    for path in migrate.migrations_dir().glob("[0-9]*.sql"):
+        if int(path.name.split("_", 1)[0]) <= up_to:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+# The sample's shape (service/generate.py): 150 hotels, stars weighted like STAR_WEIGHTS.
+SAMPLE_HOTELS = 150
+STARS = [stars for stars, weight in enumerate(STAR_WEIGHTS, start=1) for _ in range(weight)]
+MIN_STARS = re.compile(r"h\.star_rating >= \$(\d+)::int")
+LIMIT = re.compile(r"LIMIT \$(\d+)::int")
+
+
+async def test_no_min_stars_query_uses_the_star_rating_index(empty_db: str, tmp_path: Path) -> None:
+    """Why 0006 drops hotels_star_rating_idx: on the schema as 0005 left it, no query filtered
+    by min_stars plans a scan of it, for any min_stars. The hotels table is a few pages, so
+    the planner reads it whole (count and stats) or probes hotels_pkey per deal (lists).
+    """
+    migrate.apply(empty_db, copy_migrations(tmp_path / "to_0005", BASELINE))
+    conn = await asyncpg.connect(empty_db, server_settings={"plan_cache_mode": "force_custom_plan"})
+    try:
+        await conn.execute(
+            "INSERT INTO hotels (name, city, country, phone, star_rating) "
+            "SELECT 'Hotel ' || i, 'City ' || i % 60, 'Country', '+1-' || i, "
+            "($2::smallint[])[1 + i % cardinality($2::smallint[])] "
+            "FROM generate_series(1, $1::int) AS i",
+            SAMPLE_HOTELS,
+            STARS,
+        )
+        await conn.execute("INSERT INTO categories (name) VALUES ('budget'), ('luxury')")
+        await conn.execute(
+            "INSERT INTO deals (deal_id, hotel_id, room_type, price_per_night, original_price, "
+            "discount_percent, checkin_date, checkout_date) "
+            "SELECT i, 1 + i * 7919 % $1::int, 'Suite', 50 + i % 300, 400, 10, "
+            "date '2027-01-01' + i % 90, date '2027-01-03' + i % 90 "
+            "FROM generate_series(1, 5000) AS i",
+            SAMPLE_HOTELS,
+        )
+        await conn.execute(
+            "INSERT INTO deal_categories (deal_id, category_id) SELECT id, 1 + id % 2 FROM deals"
+        )
+        await conn.execute("ANALYZE")
+        indexes = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'hotels_star_rating_idx'"
+        )
+        assert indexes == 1
+
+        filtered = {name: q for name, q in CATALOGUE.items() if MIN_STARS.search(q.sql)}
+        assert {"list_deals_by_id", "count_deals", "deal_stats_by_city"} <= filtered.keys()
+        for name, query in filtered.items():
+            for stars in range(1, 6):
+                args: list[object] = [None] * query.params
+                found = MIN_STARS.search(query.sql)
+                assert found is not None
+                args[int(found.group(1)) - 1] = stars
+                limit = LIMIT.search(query.sql)
+                if limit:
+                    args[int(limit.group(1)) - 1] = 20
+                rows = await conn.fetch(f"EXPLAIN {query.sql}", *args)
+                plan = "\n".join(row[0] for row in rows)
+                assert "hotels h" in plan, (name, plan)
+                assert "hotels_star_rating_idx" not in plan, (name, stars, plan)
+    finally:
+        await conn.close()
