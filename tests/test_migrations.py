@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
+from yoyo import read_migrations
 
 from service import migrate
 from service.generate import STAR_WEIGHTS
@@ -59,7 +60,8 @@ CATEGORY_TEXTS = ["luxury,romantic", "", "budget", "budget,family,luxury", "roma
 def test_categories_data_migration(empty_db: str) -> None:
     # Apply up to the text column, fill rows that carry categories.
     migrate.apply(empty_db)
-    migrate.rollback(empty_db, 3)  # back to 0002: deals.categories is text
+    since_0002 = len(migrate.migration_ids()) - 2
+    migrate.rollback(empty_db, since_0002)  # back to 0002: deals.categories is text
     with psycopg.connect(empty_db) as conn:
         hotel = conn.execute(
             "INSERT INTO hotels (name, city, country, phone, star_rating) "
@@ -99,7 +101,7 @@ def test_categories_data_migration(empty_db: str) -> None:
         ).fetchone()
         assert columns == (0,)
 
-    migrate.rollback(empty_db, 3)
+    migrate.rollback(empty_db, since_0002)
     with psycopg.connect(empty_db) as conn:
         restored: dict[int, str] = dict(
             conn.execute("SELECT deal_id, categories FROM deals WHERE deal_id < 99").fetchall()
@@ -177,3 +179,41 @@ async def test_no_min_stars_query_uses_the_star_rating_index(empty_db: str, tmp_
                 assert "hotels_star_rating_idx" not in plan, (name, stars, plan)
     finally:
         await conn.close()
+
+
+DROP_STARS = "0006_drop_hotels_star_rating_idx"
+
+
+def star_index(url: str) -> list[tuple[bool]]:
+    """hotels_star_rating_idx as pg_index has it: [(valid,)], or [] when absent."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "to_regclass('hotels_star_rating_idx')"
+        ).fetchall()
+
+
+def test_0006_drops_and_rebuilds_the_index_outside_a_transaction(empty_db: str) -> None:
+    (migration,) = [m for m in read_migrations(str(migrate.migrations_dir())) if m.id == DROP_STARS]
+    migration.load()
+    assert migration.use_transactions is False  # yoyo read `-- transactional: false`
+
+    migrate.apply(empty_db)
+    assert star_index(empty_db) == []
+    assert migrate.rollback(empty_db, 1) == [DROP_STARS]
+    assert star_index(empty_db) == [(True,)]  # CREATE INDEX CONCURRENTLY finished: valid
+    assert migrate.apply(empty_db) == [DROP_STARS]
+    assert star_index(empty_db) == []
+
+
+def test_0006_would_fail_inside_a_transaction(empty_db: str, tmp_path: Path) -> None:
+    """The directive is what makes 0006 work: without it yoyo wraps the file in a
+    transaction and PostgreSQL refuses DROP INDEX CONCURRENTLY there."""
+    folder = copy_migrations(tmp_path / "transactional", BASELINE + 1)
+    forward = folder / f"{DROP_STARS}.sql"
+    text = forward.read_text()
+    assert "-- transactional: false\n" in text
+    forward.write_text(text.replace("-- transactional: false\n", ""))
+    with pytest.raises(psycopg.errors.ActiveSqlTransaction, match="transaction block"):
+        migrate.apply(empty_db, folder)
+    assert star_index(empty_db) == [(True,)]
