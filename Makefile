@@ -37,9 +37,10 @@ serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 
 test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
 
-lint: install ## ruff check and ruff format --check
+lint: install ## ruff check, ruff format --check, squawk on the migrations (.squawk.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/squawk migrations/*.sql
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
+import subprocess
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 from yoyo import read_migrations
+from yoyo.migrations import read_sql_migration
 
 from service import migrate
 from service.generate import STAR_WEIGHTS
@@ -18,6 +22,8 @@ from service.sqlcat import CATALOGUE
 from tests import pg
 
 BASELINE = 5  # 0001-0005 were applied in production before squawk: never edited, not linted
+SQUAWK = Path(sysconfig.get_path("scripts")) / "squawk"
+SQUAWK_CONFIG = Path(__file__).resolve().parents[1] / ".squawk.toml"
 
 
 @pytest.fixture
@@ -217,3 +223,74 @@ def test_0006_would_fail_inside_a_transaction(empty_db: str, tmp_path: Path) -> 
     with pytest.raises(psycopg.errors.ActiveSqlTransaction, match="transaction block"):
         migrate.apply(empty_db, folder)
     assert star_index(empty_db) == [(True,)]
+
+
+# What production ran; an applied migration is never edited (CONTRIBUTING.md).
+BASELINE_SHA256 = {
+    "0001_create_hotels": "06b3fa477cc3569a5c480c4b2570782b04f70a5ac28b7aff1e92e887832b2894",
+    "0002_create_deals": "72aea533e2a800ce1cc5868e35863218d5e06d2c33f4e28cb40e85b3a4c150c3",
+    "0003_normalize_categories": "307a5351764a377c40ae795d338d04a55b2d61eeff6759d169a1618a1a85ef1a",
+    "0004_deals_version": "7c6ae571ec0b44a83efa9427512994d58590c1c4d8671612935bb720bb4294b3",
+    "0005_filter_indexes": "5b2cfbe61c0ed18f77b34a7305bc691626c47700dd73c55c8f83a18cc59a78c1",
+}
+
+
+def test_the_baseline_is_unchanged() -> None:
+    found = {
+        mid: hashlib.sha256((migrate.migrations_dir() / f"{mid}.sql").read_bytes()).hexdigest()
+        for mid in migrate.migration_ids()[:BASELINE]
+    }
+    assert found == BASELINE_SHA256
+
+
+def after_baseline(folder: Path | None = None) -> list[str]:
+    return [mid for mid in migrate.migration_ids(folder) if int(mid[:4]) > BASELINE]
+
+
+SETTING = re.compile(
+    r"SET\s+(?P<local>LOCAL\s+)?(?P<name>lock_timeout|statement_timeout)\s*(=|TO)\s*\S.*",
+    re.IGNORECASE,
+)
+
+
+def timeouts_first(path: Path, transactional: bool) -> None:
+    """The file's first two statements, as yoyo runs them, set lock_timeout and
+    statement_timeout: SET LOCAL inside yoyo's transaction, plain SET without one."""
+    _, _, statements = read_sql_migration(str(path))
+    settings = [SETTING.fullmatch(s.strip().rstrip(";").strip()) for s in statements[:2]]
+    assert all(settings), (path.name, statements[:2])
+    assert {m["name"].lower() for m in settings if m} == {"lock_timeout", "statement_timeout"}
+    assert all(bool(m["local"]) is transactional for m in settings if m), path.name
+
+
+def transactional(path: Path) -> bool:
+    directives, _, _ = read_sql_migration(str(path))
+    return str(directives.get("transactional", "true")).lower() != "false"
+
+
+def test_migrations_after_the_baseline_set_their_timeouts_first() -> None:
+    folder = migrate.migrations_dir()
+    ids = after_baseline()
+    assert ids, "no migration after the baseline"
+    for mid in ids:
+        in_transaction = transactional(folder / f"{mid}.sql")
+        timeouts_first(folder / f"{mid}.sql", in_transaction)
+        timeouts_first(folder / f"{mid}.rollback.sql", in_transaction)
+
+
+def squawk(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SQUAWK), "--config", str(SQUAWK_CONFIG), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_squawk_passes_on_every_migration_after_the_baseline() -> None:
+    """What `make lint` runs: every file, the baseline left out by .squawk.toml."""
+    files = sorted(migrate.migrations_dir().glob("[0-9]*.sql"))
+    result = squawk(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    linted = 2 * len(after_baseline())  # forward and rollback
+    assert f"Found 0 issues in {linted} files" in result.stdout, result.stdout
