@@ -294,3 +294,69 @@ def test_squawk_passes_on_every_migration_after_the_baseline() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     linted = 2 * len(after_baseline())  # forward and rollback
     assert f"Found 0 issues in {linted} files" in result.stdout, result.stdout
+
+
+PROBE = (
+    "CREATE TABLE {table} AS SELECT current_setting('lock_timeout') AS lock_timeout, "
+    "current_setting('statement_timeout') AS statement_timeout;\n"
+)
+
+
+def probe(url: str, table: str) -> tuple[str, str] | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT lock_timeout, statement_timeout FROM {table}").fetchone()
+
+
+def test_new_writes_the_timeouts_and_the_rules(empty_db: str, tmp_path: Path) -> None:
+    folder = copy_migrations(tmp_path / "migrations", 9999)
+    newest = migrate.migration_ids(folder)[-1]
+    forward, backward = migrate.new("Add hotel notes", folder)
+    stem = f"{int(newest[:4]) + 1:04d}_add_hotel_notes"
+    assert (forward.name, backward.name) == (f"{stem}.sql", f"{stem}.rollback.sql")
+
+    text = forward.read_text()
+    assert text.startswith(f"-- depends: {newest}\n")
+    for rule in (
+        "Expand, migrate, contract",
+        "NOT VALID",
+        "VALIDATE CONSTRAINT",
+        "CONCURRENTLY",
+        "`-- transactional: false`",
+        "Never edit",
+    ):
+        assert rule in text, rule
+    assert transactional(forward)  # the rules quote the directive; yoyo must not read it
+    set_local = [
+        f"SET LOCAL lock_timeout = '{migrate.LOCK_TIMEOUT}';",
+        f"SET LOCAL statement_timeout = '{migrate.STATEMENT_TIMEOUT}';",
+    ]
+    for path in (forward, backward):
+        _, _, statements = read_sql_migration(str(path))
+        assert [s.strip() for s in statements] == set_local, path.name
+        timeouts_first(path, transactional=True)
+    result = squawk(forward, backward)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # Filled in, the timeouts are what squawk asks for and are in force for the statements.
+    with forward.open("a") as f:
+        f.write("ALTER TABLE hotels ADD COLUMN note text;\n" + PROBE.format(table="probe"))
+    with backward.open("a") as f:
+        f.write("-- squawk-ignore ban-drop-table\nDROP TABLE probe;\n")
+        f.write("-- squawk-ignore ban-drop-column\n")
+        f.write("ALTER TABLE hotels DROP COLUMN note;\n")
+    result = squawk(forward, backward)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Found 0 issues in 2 files" in result.stdout
+    # Without them squawk fails: the filled statements are what it checks.
+    bare = tmp_path / "bare.sql"
+    bare.write_text(forward.read_text().replace(migrate.TIMEOUTS, ""))
+    assert squawk(bare).returncode == 1
+
+    # SET LOCAL holds inside yoyo's transaction for this file and ends with it.
+    after = folder / f"{int(stem[:4]) + 1:04d}_after.sql"
+    after.write_text(f"-- depends: {stem}\n" + PROBE.format(table="probe_after"))
+    (folder / f"{after.stem}.rollback.sql").write_text("DROP TABLE probe_after;\n")
+    migrate.apply(empty_db, folder)
+    assert probe(empty_db, "probe") == (migrate.LOCK_TIMEOUT, migrate.STATEMENT_TIMEOUT)
+    assert probe(empty_db, "probe_after") == ("0", "0")
+    assert migrate.rollback(empty_db, 2, folder) == [after.stem, stem]
