@@ -37,10 +37,11 @@ serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 
 test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
 
-lint: install ## ruff check, ruff format --check, and the import layers (lint-imports)
+lint: install ## ruff, ruff format --check, the import layers (lint-imports), squawk on the migrations
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/squawk migrations/*.sql
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy

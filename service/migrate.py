@@ -72,6 +72,40 @@ def status(database_url: str, directory: Path | None = None) -> list[MigrationSt
         return [MigrationState(m.id, m.id in applied) for m in migrations]
 
 
+# What `deals migrate new` writes under the header: the rules, then the timeouts, which
+# squawk (make lint) asks for. SET LOCAL lasts until yoyo commits this file's transaction.
+LOCK_TIMEOUT = "5s"
+STATEMENT_TIMEOUT = "1min"
+TIMEOUTS = (
+    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+    f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}';\n"
+)
+FORWARD_RULES = """\
+--
+-- Rules (CONTRIBUTING.md, "Adding a migration"); `make lint` runs squawk on this file.
+-- * Keep the two SET LOCAL lines first: a statement that waits longer than
+--   lock_timeout for its lock fails (run it again later) instead of queueing
+--   every query of the table behind it. Raise statement_timeout only for a
+--   backfill that needs it.
+-- * Expand, migrate, contract: add (a nullable column, a table) in one
+--   migration, backfill in the next, drop the old shape only once no deployed
+--   release reads it.
+-- * A constraint on an existing table: ADD CONSTRAINT ... NOT VALID here,
+--   VALIDATE CONSTRAINT in a later migration. NOT NULL: a CHECK (c IS NOT
+--   NULL) NOT VALID, validated, then SET NOT NULL.
+-- * An index on an existing table: CREATE INDEX CONCURRENTLY IF NOT EXISTS,
+--   one per migration, in a file of its own that starts with the directive
+--   `-- transactional: false` (and `-- squawk-disable-assume-in-transaction`)
+--   and uses plain SET: SET LOCAL does nothing outside a transaction.
+-- * Never edit a migration once it is applied anywhere: write a new one.
+"""
+ROLLBACK_RULES = """\
+-- The same rules as the forward file: it runs on the live database too.
+-- Dropping what the forward file added loses what was written to it since:
+-- say so in a `-- squawk-ignore ban-drop-column` line over the statement.
+"""
+
+
 def new(name: str, directory: Path | None = None) -> tuple[Path, Path]:
     """Create the next numbered migration and its rollback, depending on the newest one."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -84,6 +118,8 @@ def new(name: str, directory: Path | None = None) -> tuple[Path, Path]:
     forward = directory / f"{stem}.sql"
     backward = directory / f"{stem}.rollback.sql"
     depends = f"-- depends: {ids[-1]}\n" if ids else ""
-    forward.write_text(f"{depends}-- Why this change is needed, in a line or two.\n\n")
-    backward.write_text(f"-- Undo {stem} exactly.\n\n")
+    forward.write_text(
+        f"{depends}-- Why this change is needed, in a line or two.\n{FORWARD_RULES}{TIMEOUTS}\n"
+    )
+    backward.write_text(f"-- Undo {stem} exactly.\n{ROLLBACK_RULES}{TIMEOUTS}\n")
     return forward, backward
