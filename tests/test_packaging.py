@@ -29,6 +29,35 @@ def test_dockerfile_runs_as_non_root_with_healthcheck() -> None:
     assert "HEALTHCHECK" in text
 
 
+def stages() -> list[str]:
+    """The Dockerfile's stages, each from its FROM line on."""
+    text = (ROOT / "Dockerfile").read_text()
+    parts = text.split("\nFROM ")
+    return ["FROM " + part for part in parts[1:]]
+
+
+def test_runtime_installs_the_wheel_alone() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    build, runtime = stages()[0], stages()[-1]
+    instructions = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if "PYTHONPATH" in line]
+    assert "pip wheel --no-deps" in build
+    # The runtime stage gets the wheel and the pins, never a copy of the source.
+    assert "COPY --from=build /dist/" in runtime
+    assert ".whl" in runtime
+    assert "-c /tmp/constraints.txt" in runtime
+    for source in ("service", "sql", "migrations"):
+        assert f"COPY {source}" not in runtime
+
+
+def test_healthcheck_probes_api_port() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    healthcheck = text[text.index("HEALTHCHECK") :].split("\nCMD ")[0]
+    assert "API_PORT" in healthcheck
+    assert ":8000" not in healthcheck
+    assert "/health/live" in healthcheck
+
+
 def test_compose_names_its_services() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
