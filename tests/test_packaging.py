@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests import ROOT
@@ -56,6 +59,29 @@ def test_healthcheck_probes_api_port() -> None:
     assert "API_PORT" in healthcheck
     assert ":8000" not in healthcheck
     assert "/health/live" in healthcheck
+
+
+def test_image_check_is_wired_into_make_and_ci() -> None:
+    script = ROOT / "ops" / "image-check.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "--pull=never" in text
+    assert "--format docker" in text
+    assert "podman healthcheck run" in text
+    assert "trap cleanup EXIT" in text
+    assert "image-check:" in (ROOT / "Makefile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("make test") < ci.index("make image-check") < ci.index("setsid make run")
+
+
+def test_image_check_passes_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(
+        [shellcheck, str(ROOT / "ops" / "image-check.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_names_its_services() -> None:
