@@ -10,7 +10,7 @@ SAMPLE ?= $(or $(DEALS_DATA_DIR),.data)/sample.csv
 
 .DEFAULT_GOAL := help
 .PHONY: help install run serve sample test lint typecheck pytest migrate rollback migration \
-        migrate-status db-start db-stop db-url lock bench bench-load clean
+        migrate-status db-start db-stop db-url lock bench bench-load image-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ db-url: install ## print the database URL
 
 bench-load: install ## deals load vs a plain psql \copy (the floor), 50k and 1M rows; see bench/bench_load.py
 	$(BIN)/python -m bench.bench_load $(ARGS)
+
+image-check: install ## build the image with podman (no engine or registry needed; root) and run it on API_PORT 8765
+	bash ops/image-check.sh
 
 lock: ## re-pin constraints.txt from a fresh resolve of pyproject.toml
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

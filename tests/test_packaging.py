@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests import ROOT
@@ -27,6 +30,58 @@ def test_dockerfile_runs_as_non_root_with_healthcheck() -> None:
     assert "\nUSER " in text
     assert "USER root" not in text
     assert "HEALTHCHECK" in text
+
+
+def stages() -> list[str]:
+    """The Dockerfile's stages, each from its FROM line on."""
+    text = (ROOT / "Dockerfile").read_text()
+    parts = text.split("\nFROM ")
+    return ["FROM " + part for part in parts[1:]]
+
+
+def test_runtime_installs_the_wheel_alone() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    build, runtime = stages()[0], stages()[-1]
+    instructions = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if "PYTHONPATH" in line]
+    assert "pip wheel --no-deps" in build
+    # The runtime stage gets the wheel and the pins, never a copy of the source.
+    assert "COPY --from=build /dist/" in runtime
+    assert ".whl" in runtime
+    assert "-c /tmp/constraints.txt" in runtime
+    for source in ("service", "sql", "migrations"):
+        assert f"COPY {source}" not in runtime
+
+
+def test_healthcheck_probes_api_port() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    healthcheck = text[text.index("HEALTHCHECK") :].split("\nCMD ")[0]
+    assert "API_PORT" in healthcheck
+    assert ":8000" not in healthcheck
+    assert "/health/live" in healthcheck
+
+
+def test_image_check_is_wired_into_make_and_ci() -> None:
+    script = ROOT / "ops" / "image-check.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "--pull=never" in text
+    assert "--format docker" in text
+    assert "podman healthcheck run" in text
+    assert "trap cleanup EXIT" in text
+    assert "image-check:" in (ROOT / "Makefile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("make test") < ci.index("make image-check") < ci.index("setsid make run")
+
+
+def test_image_check_passes_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(
+        [shellcheck, str(ROOT / "ops" / "image-check.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_names_its_services() -> None:
