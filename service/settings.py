@@ -152,11 +152,22 @@ def _bounds(info: mi.IntType | mi.FloatType) -> str:
     return "is out of range"
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):.*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    """The URL with its password replaced, safe for logs and messages.
+
+    A URL that urllib cannot split (a bracket left open, a '/' in the password)
+    still has everything between `user:` and the last '@' hidden.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        password = None
+    if password is None or "@" not in parts.netloc:
+        return _USERINFO.sub(r"\1:***@", url)
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))

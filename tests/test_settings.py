@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ENV_VARS, Settings, SettingsError
+from service.settings import ENV_VARS, Settings, SettingsError, redact_url
 from tests import ROOT
 
 
@@ -182,3 +182,23 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     for var, default in table.items():
         assert re.fullmatch(r"`[^`]+`", default), var
         assert Settings.from_env({var: default.strip("`")}) == Settings(), var
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:se/cret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:secret@[::1/db", "postgresql://u:***@[::1/db"),
+        ("postgresql://u:secret@h:notaport/db", "postgresql://u:***@h:notaport/db"),
+        (
+            "postgresql://postgres@/db?host=/tmp/s&port=5432",
+            "postgresql://postgres@/db?host=/tmp/s&port=5432",
+        ),
+    ],
+)
+def test_redact_url_hides_the_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
