@@ -24,16 +24,29 @@ def say(message: str) -> None:
 
 
 def check_url(url: str) -> str:
-    """The URL, or DatabaseUnreachable saying what is malformed in it."""
+    """The URL, or DatabaseUnreachable saying what is malformed in it.
+
+    The message never quotes a part of the URL: in a URL that splits wrongly
+    the "port" may be a piece of the password.
+    """
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
+    except ValueError as exc:  # "Invalid IPv6 URL": a bracket left open
         raise DatabaseUnreachable(url, f"DATABASE_URL is malformed ({exc})") from None
     if parts.scheme not in ("postgres", "postgresql"):
         raise DatabaseUnreachable(
             url, "DATABASE_URL is malformed (it must start with postgresql://)"
         )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        if "@" not in parts.netloc and "@" in url:
+            what = "a '/', '?' or '#' in the user name or password must be percent-encoded"
+        else:
+            what = "the port must be a number from 1 to 65535"
+        raise DatabaseUnreachable(url, f"DATABASE_URL is malformed ({what})")
     return url
 
 
