@@ -3,6 +3,8 @@ the one line a user sees when the database cannot be reached."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from urllib.parse import urlsplit
 
@@ -68,7 +70,10 @@ def unreachable(exc: BaseException) -> str | None:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        # asyncio's "Connect call failed ('127.0.0.1', 1)" says less than "Connection refused"
+        if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+            return os.strerror(exc.errno)
+        return exc.strerror or str(exc) or exc.__class__.__name__
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None:
         if isinstance(exc, asyncpg.PostgresError):
