@@ -1,89 +1,173 @@
-"""One frozen settings object, read once from the environment."""
+"""One frozen settings object, read once from the environment.
+
+msgspec converts the environment (renamed to the fields) into Settings and
+checks the constraints declared on each field; __post_init__ checks the rules
+that join fields. A failure becomes one SettingsError that names the
+environment variable, its value and what is wrong with it.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+from msgspec import inspect as mi
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+DATABASE_URL_PATTERN = "^postgres(ql)?://"
+# What a pattern asks for, in words: the message when a value does not match it.
+PATTERN_MEANING = {DATABASE_URL_PATTERN: "must start with postgresql:// or postgres://"}
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
+DatabaseUrl = Annotated[str, msgspec.Meta(pattern=DATABASE_URL_PATTERN)]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    database_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    pool_min_size: int = 2
-    pool_max_size: int = 10
-    pool_acquire_timeout: float = 2.0
-    pool_max_waiters: int = 1000
-    statement_timeout_ms: int = 5000
-    log_level: str = "info"
-    stats_cache_seconds: float = 0.0
-    max_body_bytes: int = 65536
-    shutdown_drain_seconds: float = 1.0
+    """The field constraints hold for Settings.from_env (msgspec checks them while
+    converting); a Settings built directly, as the tests do, is checked only by
+    __post_init__."""
+
+    database_url: DatabaseUrl | None = None
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    port: Port = 8000
+    workers: Positive = 1
+    pool_min_size: NonNegative = 2
+    pool_max_size: Positive = 10
+    pool_acquire_timeout: Seconds = 2.0
+    pool_max_waiters: NonNegative = 1000
+    statement_timeout_ms: NonNegative = 5000  # 0: no timeout, as in PostgreSQL
+    log_level: LogLevel = "info"
+    stats_cache_seconds: SecondsOrZero = 0.0  # 0: no cache
+    max_body_bytes: Positive = 65536
+    shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
     data_dir: Path = Path(".data")
+
+    def __post_init__(self) -> None:
+        for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
+            value = getattr(self, field)
+            if not math.isfinite(value):
+                raise SettingsError(f"{VAR_OF[field]}={value} must be a finite number")
+        if self.pool_min_size > self.pool_max_size:
+            raise SettingsError(
+                f"POOL_MIN_SIZE={self.pool_min_size} must not exceed "
+                f"POOL_MAX_SIZE={self.pool_max_size}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment variables of ENV_VARS; an unset or empty
+        variable keeps the default. Raises SettingsError."""
         env = os.environ if env is None else env
-        fields: dict[str, object] = {}
-        for var, (name, kind) in ENV_VARS.items():
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                fields[name] = kind(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
-        settings = cls(**fields)  # type: ignore[arg-type]
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        if self.pool_min_size < 0 or self.pool_max_size < 1:
-            raise SettingsError("POOL_MIN_SIZE must be >= 0 and POOL_MAX_SIZE >= 1")
-        if self.pool_min_size > self.pool_max_size:
-            raise SettingsError("POOL_MIN_SIZE must not exceed POOL_MAX_SIZE")
-        if self.pool_acquire_timeout <= 0 or self.statement_timeout_ms < 0:
-            raise SettingsError("POOL_ACQUIRE_TIMEOUT must be > 0, STATEMENT_TIMEOUT_MS >= 0")
-        if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
-            raise SettingsError(f"LOG_LEVEL={self.log_level!r} is not a log level")
+        raw = {field: value for var, field in ENV_VARS.items() if (value := env.get(var))}
+        fields = {**raw, "log_level": raw["log_level"].lower()} if "log_level" in raw else raw
+        try:
+            return msgspec.convert(fields, cls, strict=False, dec_hook=_decode)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_explain(exc, raw)) from None
 
     def with_database(self, url: str) -> Settings:
         return msgspec.structs.replace(self, database_url=url)
 
 
-# Environment variable -> (settings field, parser). The README's table mirrors this.
-ENV_VARS: dict[str, tuple[str, type]] = {
-    "DATABASE_URL": ("database_url", str),
-    "API_HOST": ("host", str),
-    "API_PORT": ("port", int),
-    "API_WORKERS": ("workers", int),
-    "POOL_MIN_SIZE": ("pool_min_size", int),
-    "POOL_MAX_SIZE": ("pool_max_size", int),
-    "POOL_ACQUIRE_TIMEOUT": ("pool_acquire_timeout", float),
-    "POOL_MAX_WAITERS": ("pool_max_waiters", int),
-    "STATEMENT_TIMEOUT_MS": ("statement_timeout_ms", int),
-    "LOG_LEVEL": ("log_level", str),
-    "STATS_CACHE_SECONDS": ("stats_cache_seconds", float),
-    "MAX_BODY_BYTES": ("max_body_bytes", int),
-    "SHUTDOWN_DRAIN_SECONDS": ("shutdown_drain_seconds", float),
-    "DEALS_DATA_DIR": ("data_dir", Path),
+# Environment variable -> settings field. The README's table mirrors this.
+ENV_VARS: dict[str, str] = {
+    "DATABASE_URL": "database_url",
+    "API_HOST": "host",
+    "API_PORT": "port",
+    "API_WORKERS": "workers",
+    "POOL_MIN_SIZE": "pool_min_size",
+    "POOL_MAX_SIZE": "pool_max_size",
+    "POOL_ACQUIRE_TIMEOUT": "pool_acquire_timeout",
+    "POOL_MAX_WAITERS": "pool_max_waiters",
+    "STATEMENT_TIMEOUT_MS": "statement_timeout_ms",
+    "LOG_LEVEL": "log_level",
+    "STATS_CACHE_SECONDS": "stats_cache_seconds",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
+    "DEALS_DATA_DIR": "data_dir",
 }
+VAR_OF = {field: var for var, field in ENV_VARS.items()}
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+_AT_FIELD = re.compile(r" - at `\$\.(\w+)`$")
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str]) -> str:
+    """msgspec's message, with `$.field` turned back into the environment variable."""
+    found = _AT_FIELD.search(str(exc))
+    if found is None:  # raised by __post_init__, in our own words
+        return str(exc)
+    field = found.group(1)
+    var, value = VAR_OF[field], raw[field]
+    struct = mi.type_info(Settings)
+    assert isinstance(struct, mi.StructType)
+    info = next(f.type for f in struct.fields if f.name == field)
+    if isinstance(info, mi.UnionType):  # `X | None`: the value is not None
+        info = next(t for t in info.types if not isinstance(t, mi.NoneType))
+    if isinstance(info, mi.IntType | mi.FloatType):
+        kind = int if isinstance(info, mi.IntType) else float
+        try:
+            msgspec.convert(value, kind, strict=False)
+        except msgspec.ValidationError:
+            return f"{var}={value!r} is not a valid {kind.__name__}"
+        return f"{var}={value} {_bounds(info)}"
+    if isinstance(info, mi.LiteralType):  # in the order declared, not msgspec's sorted one
+        allowed = get_args(get_type_hints(Settings)[field])
+        return f"{var}={value!r} is not one of {', '.join(map(str, allowed))}"
+    if isinstance(info, mi.StrType) and info.pattern in PATTERN_MEANING:
+        shown = redact_url(value) if field == "database_url" else value
+        return f"{var}={shown!r} {PATTERN_MEANING[info.pattern]}"
+    return f"{var}={value!r}: {_AT_FIELD.sub('', str(exc))}"
+
+
+def _bounds(info: mi.IntType | mi.FloatType) -> str:
+    if info.ge is not None and info.le is not None:
+        return f"must be between {info.ge} and {info.le}"
+    if info.gt is not None:
+        return f"must be > {info.gt:g}"
+    if info.ge is not None:
+        return f"must be >= {info.ge:g}"
+    return "is out of range"
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):.*@")
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    """The URL with its password replaced, safe for logs and messages.
+
+    A URL that urllib cannot split (a bracket left open, a '/' in the password)
+    still has everything between `user:` and the last '@' hidden.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        password = None
+    if password is None or "@" not in parts.netloc:
+        return _USERINFO.sub(r"\1:***@", url)
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))

@@ -113,6 +113,9 @@ SQLSTATE_ERRORS: dict[str, tuple[type[ApiError], str, str]] = {
     "22": (Unprocessable, "INVALID_VALUE", "a value cannot be used as given"),
     "57014": (GatewayTimeout, "STATEMENT_TIMEOUT", "the query ran past the statement timeout"),
     "08": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable"),
+    # refused at connect time: the pool opens on demand, so serving waits for them to be fixed
+    "28": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database refuses the login"),
+    "3D000": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database does not exist"),
     "53": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is out of resources"),
     "57P01": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is shutting down"),
     "57P02": (ServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is shutting down"),

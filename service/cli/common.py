@@ -3,6 +3,8 @@ the one line a user sees when the database cannot be reached."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from urllib.parse import urlsplit
 
@@ -24,16 +26,29 @@ def say(message: str) -> None:
 
 
 def check_url(url: str) -> str:
-    """The URL, or DatabaseUnreachable saying what is malformed in it."""
+    """The URL, or DatabaseUnreachable saying what is malformed in it.
+
+    The message never quotes a part of the URL: in a URL that splits wrongly
+    the "port" may be a piece of the password.
+    """
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
+    except ValueError as exc:  # "Invalid IPv6 URL": a bracket left open
         raise DatabaseUnreachable(url, f"DATABASE_URL is malformed ({exc})") from None
     if parts.scheme not in ("postgres", "postgresql"):
         raise DatabaseUnreachable(
             url, "DATABASE_URL is malformed (it must start with postgresql://)"
         )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        if "@" not in parts.netloc and "@" in url:
+            what = "a '/', '?' or '#' in the user name or password must be percent-encoded"
+        else:
+            what = "the port must be a number from 1 to 65535"
+        raise DatabaseUnreachable(url, f"DATABASE_URL is malformed ({what})")
     return url
 
 
@@ -55,7 +70,10 @@ def unreachable(exc: BaseException) -> str | None:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        # asyncio's "Connect call failed ('127.0.0.1', 1)" says less than "Connection refused"
+        if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+            return os.strerror(exc.errno)
+        return exc.strerror or str(exc) or exc.__class__.__name__
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None:
         if isinstance(exc, asyncpg.PostgresError):

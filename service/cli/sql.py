@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from service.cli.common import database_url, say
+from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
 from service.db.catalogue import CATALOGUE, Query
 from service.settings import Settings
 
@@ -115,9 +115,13 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if query is None:
         say(f"error: no query named {args.name}; `deals sql list` shows them")
         return 2
+    url = database_url(settings)
     try:
-        return asyncio.run(explain(database_url(settings), query, args.param))
+        return asyncio.run(explain(url, query, args.param))
     except asyncpg.PostgresError as exc:
+        what = unreachable(exc)  # no such database, role or password: exit 2 as for the others
+        if what is not None:
+            raise DatabaseUnreachable(url, what) from None
         say(f"error: {exc.__class__.__name__}: {exc}")
         return 1
 

@@ -1,0 +1,204 @@
+"""Settings.from_env: every variable, every constraint, and the exact message of each failure."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service.settings import ENV_VARS, Settings, SettingsError, redact_url
+from tests import ROOT
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    assert Settings.from_env({}) == Settings()
+    assert Settings() == Settings(
+        database_url=None,
+        host="127.0.0.1",
+        port=8000,
+        workers=1,
+        pool_min_size=2,
+        pool_max_size=10,
+        pool_acquire_timeout=2.0,
+        pool_max_waiters=1000,
+        statement_timeout_ms=5000,
+        log_level="info",
+        stats_cache_seconds=0.0,
+        max_body_bytes=65536,
+        shutdown_drain_seconds=1.0,
+        data_dir=Path(".data"),
+    )
+
+
+def test_an_empty_variable_keeps_the_default() -> None:
+    assert Settings.from_env(dict.fromkeys(ENV_VARS, "")) == Settings()
+
+
+def test_every_variable_is_read() -> None:
+    env = {
+        "DATABASE_URL": "postgres://u:p@db:5433/deals",
+        "API_HOST": "10.0.0.7",
+        "API_PORT": "65535",
+        "API_WORKERS": "4",
+        "POOL_MIN_SIZE": "0",
+        "POOL_MAX_SIZE": "1",
+        "POOL_ACQUIRE_TIMEOUT": "0.25",
+        "POOL_MAX_WAITERS": "0",
+        "STATEMENT_TIMEOUT_MS": "0",
+        "LOG_LEVEL": "WARNING",
+        "STATS_CACHE_SECONDS": "30",
+        "MAX_BODY_BYTES": "1",
+        "SHUTDOWN_DRAIN_SECONDS": "0",
+        "DEALS_DATA_DIR": "/var/lib/deals",
+    }
+    assert Settings.from_env(env) == Settings(
+        database_url="postgres://u:p@db:5433/deals",
+        host="10.0.0.7",
+        port=65535,
+        workers=4,
+        pool_min_size=0,
+        pool_max_size=1,
+        pool_acquire_timeout=0.25,
+        pool_max_waiters=0,
+        statement_timeout_ms=0,
+        log_level="warning",
+        stats_cache_seconds=30.0,
+        max_body_bytes=1,
+        shutdown_drain_seconds=0.0,
+        data_dir=Path("/var/lib/deals"),
+    )
+
+
+def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("API_PORT", "9000")
+    monkeypatch.setenv("POOL_MIN_SIZE", "3")
+    assert Settings.from_env() == Settings(port=9000, pool_min_size=3)
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical", "Info"])
+def test_log_levels_in_any_case(level: str) -> None:
+    assert Settings.from_env({"LOG_LEVEL": level}).log_level == level.lower()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # not a number at all
+        ({"API_PORT": "abc"}, "API_PORT='abc' is not a valid int"),
+        ({"API_PORT": "1.5"}, "API_PORT='1.5' is not a valid int"),
+        ({"API_PORT": " 80"}, "API_PORT=' 80' is not a valid int"),
+        ({"API_WORKERS": "two"}, "API_WORKERS='two' is not a valid int"),
+        ({"POOL_MIN_SIZE": "x"}, "POOL_MIN_SIZE='x' is not a valid int"),
+        ({"POOL_MAX_SIZE": "ten"}, "POOL_MAX_SIZE='ten' is not a valid int"),
+        ({"POOL_MAX_WAITERS": "many"}, "POOL_MAX_WAITERS='many' is not a valid int"),
+        ({"STATEMENT_TIMEOUT_MS": "5s"}, "STATEMENT_TIMEOUT_MS='5s' is not a valid int"),
+        ({"MAX_BODY_BYTES": "64k"}, "MAX_BODY_BYTES='64k' is not a valid int"),
+        ({"POOL_ACQUIRE_TIMEOUT": "2s"}, "POOL_ACQUIRE_TIMEOUT='2s' is not a valid float"),
+        ({"STATS_CACHE_SECONDS": "a"}, "STATS_CACHE_SECONDS='a' is not a valid float"),
+        ({"SHUTDOWN_DRAIN_SECONDS": "-"}, "SHUTDOWN_DRAIN_SECONDS='-' is not a valid float"),
+        ({"POOL_ACQUIRE_TIMEOUT": "1e400"}, "POOL_ACQUIRE_TIMEOUT='1e400' is not a valid float"),
+        # out of range
+        ({"API_PORT": "0"}, "API_PORT=0 must be between 1 and 65535"),
+        ({"API_PORT": "65536"}, "API_PORT=65536 must be between 1 and 65535"),
+        ({"API_PORT": "-1"}, "API_PORT=-1 must be between 1 and 65535"),
+        ({"API_WORKERS": "0"}, "API_WORKERS=0 must be >= 1"),
+        ({"POOL_MIN_SIZE": "-1"}, "POOL_MIN_SIZE=-1 must be >= 0"),
+        ({"POOL_MAX_SIZE": "0"}, "POOL_MAX_SIZE=0 must be >= 1"),
+        ({"POOL_MAX_WAITERS": "-5"}, "POOL_MAX_WAITERS=-5 must be >= 0"),
+        ({"STATEMENT_TIMEOUT_MS": "-1"}, "STATEMENT_TIMEOUT_MS=-1 must be >= 0"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES=0 must be >= 1"),
+        ({"POOL_ACQUIRE_TIMEOUT": "0"}, "POOL_ACQUIRE_TIMEOUT=0 must be > 0"),
+        ({"POOL_ACQUIRE_TIMEOUT": "-0.5"}, "POOL_ACQUIRE_TIMEOUT=-0.5 must be > 0"),
+        ({"POOL_ACQUIRE_TIMEOUT": "nan"}, "POOL_ACQUIRE_TIMEOUT=nan must be > 0"),
+        ({"STATS_CACHE_SECONDS": "-1"}, "STATS_CACHE_SECONDS=-1 must be >= 0"),
+        ({"SHUTDOWN_DRAIN_SECONDS": "-0.1"}, "SHUTDOWN_DRAIN_SECONDS=-0.1 must be >= 0"),
+        # not finite
+        ({"POOL_ACQUIRE_TIMEOUT": "inf"}, "POOL_ACQUIRE_TIMEOUT=inf must be a finite number"),
+        ({"STATS_CACHE_SECONDS": "inf"}, "STATS_CACHE_SECONDS=inf must be a finite number"),
+        ({"SHUTDOWN_DRAIN_SECONDS": "inf"}, "SHUTDOWN_DRAIN_SECONDS=inf must be a finite number"),
+        # one of a set
+        (
+            {"LOG_LEVEL": "Verbose"},
+            "LOG_LEVEL='Verbose' is not one of debug, info, warning, error, critical",
+        ),
+        # a pattern; the password never shows
+        (
+            {"DATABASE_URL": "mysql://app:s3cret@db/deals"},
+            "DATABASE_URL='mysql://app:***@db/deals' must start with postgresql:// or postgres://",
+        ),
+        (
+            {"DATABASE_URL": "localhost:5432/deals"},
+            "DATABASE_URL='localhost:5432/deals' must start with postgresql:// or postgres://",
+        ),
+        # across fields
+        (
+            {"POOL_MIN_SIZE": "5", "POOL_MAX_SIZE": "2"},
+            "POOL_MIN_SIZE=5 must not exceed POOL_MAX_SIZE=2",
+        ),
+        ({"POOL_MIN_SIZE": "11"}, "POOL_MIN_SIZE=11 must not exceed POOL_MAX_SIZE=10"),
+        ({"POOL_MAX_SIZE": "1"}, "POOL_MIN_SIZE=2 must not exceed POOL_MAX_SIZE=1"),
+    ],
+)
+def test_a_bad_value_is_named_with_what_is_wrong(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == message
+
+
+def test_the_first_bad_variable_is_reported_and_the_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"^API_PORT='x' is not a valid int$"):
+        Settings.from_env({"API_PORT": "x", "POOL_MIN_SIZE": "99"})
+
+
+def test_the_cross_field_rule_holds_for_a_directly_built_settings() -> None:
+    with pytest.raises(SettingsError, match=r"^POOL_MIN_SIZE=3 must not exceed POOL_MAX_SIZE=1$"):
+        Settings(pool_min_size=3, pool_max_size=1)
+    with pytest.raises(SettingsError, match=r"^POOL_ACQUIRE_TIMEOUT=inf must be a finite number$"):
+        Settings(pool_acquire_timeout=float("inf"))
+
+
+def test_settings_are_frozen_and_with_database_replaces_the_url() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+    assert settings.with_database("postgresql://h/d").database_url == "postgresql://h/d"
+    assert settings.with_database("postgresql://h/d").port == settings.port
+
+
+def readme_table() -> dict[str, str]:
+    """variable -> the default column of the README's settings table."""
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), re.M)
+    return {var: default.strip() for var, default in rows}
+
+
+def test_the_readme_table_names_every_variable_with_its_default() -> None:
+    table = readme_table()
+    assert sorted(table) == sorted(ENV_VARS)
+    assert table.pop("DATABASE_URL").startswith("unset")
+    assert Settings().database_url is None
+    for var, default in table.items():
+        assert re.fullmatch(r"`[^`]+`", default), var
+        assert Settings.from_env({var: default.strip("`")}) == Settings(), var
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:se/cret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:secret@[::1/db", "postgresql://u:***@[::1/db"),
+        ("postgresql://u:secret@h:notaport/db", "postgresql://u:***@h:notaport/db"),
+        (
+            "postgresql://postgres@/db?host=/tmp/s&port=5432",
+            "postgresql://postgres@/db?host=/tmp/s&port=5432",
+        ),
+    ],
+)
+def test_redact_url_hides_the_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
