@@ -83,7 +83,7 @@ async def test_deal_id_out_of_range_422(client: Client) -> None:
         assert response.status_code == 422, bad
         error = response.json()["error"]
         assert error["code"] == "VALIDATION_ERROR"
-        assert error["details"][0]["field"] == "deal_id"
+        assert error["details"][0]["field"] == "id"
         assert error["details"][0]["source"] == "path"
 
 

@@ -16,17 +16,17 @@ LIST_PARAMS = ["city", "min_stars", "price_min", "price_max", "category", "is_av
 PARAMS = {
     "/deals": [*LIST_PARAMS, "sort", "skip", "limit", "count", "cursor"],
     "/deals/stats": ["min_stars", "price_min", "price_max", "category", "is_available"],
-    "/deals/{deal_id}": ["deal_id"],
+    "/deals/{id}": ["id"],
     "/hotels": ["city", "skip", "limit", "count"],
-    "/hotels/{hotel_id}": ["hotel_id"],
+    "/hotels/{id}": ["id"],
     "/categories": [],
 }
 ERRORS = {
     "/deals": ["422", "503", "504"],
     "/deals/stats": ["422", "503", "504"],
-    "/deals/{deal_id}": ["404", "422", "503", "504"],
+    "/deals/{id}": ["404", "422", "503", "504"],
     "/hotels": ["422", "503", "504"],
-    "/hotels/{hotel_id}": ["404", "422", "503", "504"],
+    "/hotels/{id}": ["404", "422", "503", "504"],
     "/categories": ["503", "504"],
 }
 

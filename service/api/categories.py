@@ -15,7 +15,12 @@ class CategoriesController(Controller):
     path = "/categories"
     tags = ["categories"]  # noqa: RUF012
 
-    @get("/", summary="List categories", responses=error_responses(503, 504))
+    @get(
+        "/",
+        summary="List categories",
+        operation_id="listCategories",
+        responses=error_responses(503, 504),
+    )
     async def categories(self, state: State) -> list[Category]:
         """Every category, by name (names are lower case)."""
         db: Database = state.db

@@ -100,8 +100,8 @@ def deal_response(deal: Deal, status_code: int = 200) -> Response[Deal]:
     return Response(deal, status_code=status_code, headers=headers)
 
 
-async def fetch_written(conn: Connection, deal_id: int) -> Deal:
-    deal = await get_deal(conn, deal_id=deal_id)
+async def fetch_written(conn: Connection, id: int) -> Deal:
+    deal = await get_deal(conn, id=id)
     assert deal is not None, "a deal written in this transaction is visible to it"
     return deal
 
@@ -110,7 +110,12 @@ class DealsController(Controller):
     path = "/deals"
     tags = ["deals"]  # noqa: RUF012
 
-    @get("/", summary="List deals", responses=error_responses(422, 503, 504))
+    @get(
+        "/",
+        summary="List deals",
+        operation_id="listDeals",
+        responses=error_responses(422, 503, 504),
+    )
     async def list_deals(
         self,
         state: State,
@@ -184,8 +189,9 @@ class DealsController(Controller):
         return DealCursorPage(items=items, next_cursor=next_cursor)
 
     @get(
-        "/{deal_id:int}",
+        "/{id:int}",
         summary="One deal",
+        operation_id="getDeal",
         responses=error_responses(404, 422, 503, 504),
         response_headers=[
             ResponseHeader(
@@ -195,19 +201,20 @@ class DealsController(Controller):
             )
         ],
     )
-    async def deal_by_id(self, state: State, deal_id: DealId) -> Response[Deal]:
+    async def deal_by_id(self, state: State, id: DealId) -> Response[Deal]:
         """One deal with its hotel and category names; 404 when there is none."""
         db: Database = state.db
         async with db.connection() as conn:
-            deal = await get_deal(conn, deal_id=deal_id)
+            deal = await get_deal(conn, id=id)
         if deal is None:
-            raise NotFound(f"deal {deal_id} does not exist")
+            raise NotFound(f"deal {id} does not exist")
         return Response(deal, headers={"ETag": deal_etag(deal.version)})
 
     @post(
         "/",
         status_code=201,
         summary="Create a deal",
+        operation_id="createDeal",
         operation_class=json_body(DealCreate, "The new deal; money as JSON strings."),
         responses=error_responses(400, 404, 409, 413, 415, 422, 503, 504),
     )
@@ -218,7 +225,7 @@ class DealsController(Controller):
         async with db.transaction() as conn:
             await check_categories(conn, new.categories)
             try:
-                deal_id = await insert_deal(conn, deal_id=new.deal_id, columns=new.columns())
+                id = await insert_deal(conn, deal_id=new.deal_id, columns=new.columns())
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound(
                     f"hotel {new.hotel_id} does not exist",
@@ -229,13 +236,14 @@ class DealsController(Controller):
                     f"a deal with deal_id {new.deal_id} already exists",
                     details=[{"field": "deal_id", "message": "already taken"}],
                 ) from None
-            await replace_deal_categories(conn, deal_id=deal_id, names=new.categories)
-            deal = await fetch_written(conn, deal_id)
+            await replace_deal_categories(conn, id=id, names=new.categories)
+            deal = await fetch_written(conn, id)
         return deal_response(deal, status_code=201)
 
     @patch(
-        "/{deal_id:int}",
+        "/{id:int}",
         summary="Change some fields of a deal",
+        operation_id="updateDeal",
         operation_class=json_body(DealPatch, "Only the fields sent change."),
         responses=error_responses(400, 404, 409, 412, 413, 415, 422, 503, 504),
     )
@@ -243,7 +251,7 @@ class DealsController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        deal_id: DealId,
+        id: DealId,
         if_match: IfMatch = None,
     ) -> Response[Deal]:
         """200 with the new ETag. A stale body version gets 409 VERSION_CONFLICT, a stale
@@ -262,7 +270,7 @@ class DealsController(Controller):
             try:
                 version = await update_deal(
                     conn,
-                    deal_id=deal_id,
+                    id=id,
                     if_match=expected,
                     version=changes.sent_version(),
                     columns=changes.columns(),
@@ -273,24 +281,25 @@ class DealsController(Controller):
                     details=[{"field": "hotel_id", "message": "no such hotel"}],
                 ) from None
             if version is None:
-                stored = await deal_version_and_dates(conn, deal_id=deal_id)
-                raise why_nothing_matched(deal_id, stored, expected, changes.sent_version())
+                stored = await deal_version_and_dates(conn, id=id)
+                raise why_nothing_matched(id, stored, expected, changes.sent_version())
             if not isinstance(changes.categories, msgspec.UnsetType):
-                await replace_deal_categories(conn, deal_id=deal_id, names=changes.categories)
-            deal = await fetch_written(conn, deal_id)
+                await replace_deal_categories(conn, id=id, names=changes.categories)
+            deal = await fetch_written(conn, id)
         return deal_response(deal)
 
     @delete(
-        "/{deal_id:int}",
+        "/{id:int}",
         status_code=204,
         summary="Delete a deal",
+        operation_id="deleteDeal",
         responses=error_responses(404, 412, 422, 503, 504),
     )
-    async def delete_deal(self, state: State, deal_id: DealId, if_match: IfMatch = None) -> None:
+    async def delete_deal(self, state: State, id: DealId, if_match: IfMatch = None) -> None:
         """204; the deal and its category links are gone from every read."""
         expected = parse_if_match(if_match)
         db: Database = state.db
         async with db.transaction() as conn:
-            if not await delete_deal(conn, deal_id=deal_id, if_match=expected):
-                stored = await deal_version_and_dates(conn, deal_id=deal_id)
-                raise why_nothing_matched(deal_id, stored, expected, None)
+            if not await delete_deal(conn, id=id, if_match=expected):
+                stored = await deal_version_and_dates(conn, id=id)
+                raise why_nothing_matched(id, stored, expected, None)

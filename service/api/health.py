@@ -28,7 +28,12 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]  # noqa: RUF012
 
-    @get("/", summary="Database health", responses=error_responses(503, 504))
+    @get(
+        "/",
+        summary="Database health",
+        operation_id="getHealth",
+        responses=error_responses(503, 504),
+    )
     async def health(self, state: State) -> Health:
         """200 when the database answers a query, 503 when it does not."""
         db: Database = state.db
@@ -36,12 +41,17 @@ class HealthController(Controller):
             await ping(conn)
         return Health(status="ok")
 
-    @get("/live", summary="Liveness")
+    @get("/live", summary="Liveness", operation_id="getLiveness")
     async def live(self) -> Health:
         """200 whenever the process answers; no database involved."""
         return Health(status="ok")
 
-    @get("/ready", summary="Readiness", responses=error_responses(503, 504))
+    @get(
+        "/ready",
+        summary="Readiness",
+        operation_id="getReadiness",
+        responses=error_responses(503, 504),
+    )
     async def ready(self, state: State) -> Readiness:
         """200 when the pool reaches the database and every migration is applied."""
         db: Database = state.db

@@ -17,7 +17,12 @@ class HotelsController(Controller):
     path = "/hotels"
     tags = ["hotels"]  # noqa: RUF012
 
-    @get("/", summary="List hotels", responses=error_responses(422, 503, 504))
+    @get(
+        "/",
+        summary="List hotels",
+        operation_id="listHotels",
+        responses=error_responses(422, 503, 504),
+    )
     async def list_hotels(
         self,
         state: State,
@@ -37,12 +42,17 @@ class HotelsController(Controller):
                 total = await estimate_hotels(conn, city=city)
         return HotelPage(items=items, total=total, skip=skip, limit=limit)
 
-    @get("/{hotel_id:int}", summary="One hotel", responses=error_responses(404, 422, 503, 504))
-    async def hotel_by_id(self, state: State, hotel_id: HotelId) -> Hotel:
+    @get(
+        "/{id:int}",
+        summary="One hotel",
+        operation_id="getHotel",
+        responses=error_responses(404, 422, 503, 504),
+    )
+    async def hotel_by_id(self, state: State, id: HotelId) -> Hotel:
         """One hotel; 404 when there is none."""
         db: Database = state.db
         async with db.connection() as conn:
-            hotel = await get_hotel(conn, hotel_id=hotel_id)
+            hotel = await get_hotel(conn, id=id)
         if hotel is None:
-            raise NotFound(f"hotel {hotel_id} does not exist")
+            raise NotFound(f"hotel {id} does not exist")
         return hotel

@@ -100,7 +100,14 @@ Cursor = Annotated[
 ]
 
 
-DealId = Annotated[int, Parameter(description="The deal's id.", ge=1, le=BIGINT_MAX)]
+DealId = Annotated[
+    int,
+    Parameter(
+        description="The service's own id of the deal (`id`), not the upstream `deal_id`.",
+        ge=1,
+        le=BIGINT_MAX,
+    ),
+]
 HotelId = Annotated[int, Parameter(description="The hotel's id.", ge=1, le=BIGINT_MAX)]
 
 

@@ -84,7 +84,12 @@ class StatsController(Controller):
     path = "/deals/stats"
     tags = ["deals"]  # noqa: RUF012
 
-    @get("/", summary="Deal statistics by city", responses=error_responses(422, 503, 504))
+    @get(
+        "/",
+        summary="Deal statistics by city",
+        operation_id="getDealStats",
+        responses=error_responses(422, 503, 504),
+    )
     async def stats(
         self,
         state: State,

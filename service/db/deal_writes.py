@@ -1,5 +1,7 @@
 """One typed function per query of sql/deal_writes.sql: POST, PATCH and DELETE /deals.
 
+`id` is always the service's own id of a deal; `deal_id` the upstream one.
+
 Each request runs them in one transaction. The version check and the write
 are one statement; only when it matches nothing does deal_version_and_dates
 tell why.
@@ -51,7 +53,7 @@ async def insert_deal(conn: Connection, *, deal_id: int | None, columns: Mapping
 async def update_deal(
     conn: Connection,
     *,
-    deal_id: int,
+    id: int,
     if_match: int | None,
     version: int | None,
     columns: Mapping[str, Any],
@@ -62,13 +64,13 @@ async def update_deal(
     if_match and version are checked when given.
     """
     row = await UPDATE_DEAL(
-        conn, deal_id, if_match, version, *(columns.get(name) for name in DEAL_COLUMNS)
+        conn, id, if_match, version, *(columns.get(name) for name in DEAL_COLUMNS)
     )
     return None if row is None else int(row["version"])
 
 
-async def deal_version_and_dates(conn: Connection, *, deal_id: int) -> VersionAndDates | None:
-    row = await DEAL_VERSION_AND_DATES(conn, deal_id)
+async def deal_version_and_dates(conn: Connection, *, id: int) -> VersionAndDates | None:
+    row = await DEAL_VERSION_AND_DATES(conn, id)
     if row is None:
         return None
     return VersionAndDates(
@@ -76,9 +78,9 @@ async def deal_version_and_dates(conn: Connection, *, deal_id: int) -> VersionAn
     )
 
 
-async def replace_deal_categories(conn: Connection, *, deal_id: int, names: list[str]) -> None:
-    await REPLACE_DEAL_CATEGORIES(conn, deal_id, names)
+async def replace_deal_categories(conn: Connection, *, id: int, names: list[str]) -> None:
+    await REPLACE_DEAL_CATEGORIES(conn, id, names)
 
 
-async def delete_deal(conn: Connection, *, deal_id: int, if_match: int | None) -> bool:
-    return await DELETE_DEAL(conn, deal_id, if_match) is not None
+async def delete_deal(conn: Connection, *, id: int, if_match: int | None) -> bool:
+    return await DELETE_DEAL(conn, id, if_match) is not None

@@ -55,8 +55,9 @@ class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-async def get_deal(conn: Connection, *, deal_id: int) -> Deal | None:
-    row = await GET_DEAL(conn, deal_id)
+async def get_deal(conn: Connection, *, id: int) -> Deal | None:
+    """The deal with this id (the service's own, not the upstream deal_id)."""
+    row = await GET_DEAL(conn, id)
     return None if row is None else deal_from_row(row)
 
 

@@ -10,8 +10,8 @@ LIST_HOTELS = Many("list_hotels")
 COUNT_HOTELS = Value("count_hotels")
 
 
-async def get_hotel(conn: Connection, *, hotel_id: int) -> Hotel | None:
-    row = await GET_HOTEL(conn, hotel_id)
+async def get_hotel(conn: Connection, *, id: int) -> Hotel | None:
+    row = await GET_HOTEL(conn, id)
     return None if row is None else hotel_from_row(row)
 
 
