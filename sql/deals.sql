@@ -31,6 +31,29 @@ FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
 WHERE d.id = $1::bigint
 
+-- name: find_deal_by_upstream_id :one
+-- GET /deals?deal_id=N: the deal with this upstream id, when it also passes
+-- the filters $1-$6; deals_deal_id_key. A page of zero or one item.
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
+  AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
+  AND ($5::text IS NULL OR lower($5::text) = ANY (ARRAY(
+        SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+        WHERE dc.deal_id = d.id)))
+  AND ($6::bool IS NULL OR d.is_available = $6::bool)
+  AND d.deal_id = $7::bigint
+
 -- name: list_deals_by_id :many
 -- GET /deals (default sort): a page by id, offset or keyset after $7; deals_pkey.
 -- Also EXPLAINed with $8 (limit) NULL for count=estimated.

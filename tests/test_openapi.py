@@ -14,7 +14,7 @@ Client = AsyncTestClient[Litestar]
 
 LIST_PARAMS = ["city", "min_stars", "price_min", "price_max", "category", "is_available"]
 PARAMS = {
-    "/deals": [*LIST_PARAMS, "sort", "skip", "limit", "count", "cursor"],
+    "/deals": [*LIST_PARAMS, "deal_id", "sort", "skip", "limit", "count", "cursor"],
     "/deals/stats": ["min_stars", "price_min", "price_max", "category", "is_available"],
     "/deals/{id}": ["id"],
     "/hotels": ["city", "skip", "limit", "count"],

@@ -21,6 +21,7 @@ LISTS = [
     "list_deals_by_price_desc",
     "list_deals_by_created_at",
     "list_deals_by_created_at_desc",
+    "find_deal_by_upstream_id",
 ]
 FILTERS = [  # $1-$6 in every list query, in this order
     r"($1::text IS NULL OR lower(h.city) = lower($1::text))",

@@ -47,6 +47,7 @@ from service.api.params import (
     PriceMin,
     Skip,
     SortParam,
+    UpstreamDealId,
     invalid,
     price_range,
 )
@@ -61,7 +62,14 @@ from service.db.deal_writes import (
     replace_deal_categories,
     update_deal,
 )
-from service.db.deals import DealFilters, count_deals, estimate_deals, get_deal, list_deals
+from service.db.deals import (
+    DealFilters,
+    count_deals,
+    estimate_deals,
+    find_deal_by_upstream_id,
+    get_deal,
+    list_deals,
+)
 from service.db.pool import Database
 from service.db.rows import Deal
 
@@ -125,6 +133,7 @@ class DealsController(Controller):
         price_max: PriceMax = None,
         category: CategoryName = None,
         is_available: IsAvailable = None,
+        deal_id: UpstreamDealId = None,
         sort: SortParam = "id",
         skip: Skip = 0,
         limit: Limit = DEFAULT_LIMIT,
@@ -135,7 +144,8 @@ class DealsController(Controller):
 
         Without cursor: an offset page {items, total, skip, limit}. With cursor
         (empty for the first page): a keyset page {items, next_cursor}, which
-        costs the same however deep it is.
+        costs the same however deep it is. With deal_id, the page holds the one
+        deal with that upstream id, if it passes the other filters.
         """
         low, high = price_range(price_min, price_max)
         filters = DealFilters(
@@ -147,6 +157,16 @@ class DealsController(Controller):
             is_available=is_available,
         )
         db: Database = state.db
+        if deal_id is not None:
+            if cursor and skip:
+                raise invalid("skip", "skip cannot be combined with cursor")
+            async with db.connection() as conn:
+                found = await find_deal_by_upstream_id(conn, filters=filters, deal_id=deal_id)
+            matches = [] if found is None else [found]
+            if cursor is not None:  # one page holds every match: no next cursor
+                return DealCursorPage(items=matches, next_cursor=None)
+            total = None if count == "none" else len(matches)
+            return DealPage(items=matches[skip : skip + limit], total=total, skip=skip, limit=limit)
         if cursor is None:
             async with db.connection() as conn:
                 items = await list_deals(

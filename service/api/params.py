@@ -100,6 +100,17 @@ Cursor = Annotated[
 ]
 
 
+UpstreamDealId = Annotated[
+    int | None,
+    Parameter(
+        description=(
+            "Only the deal with this upstream id (Deal.deal_id, from the CSV): "
+            "a page of zero or one item."
+        ),
+        ge=1,
+        le=BIGINT_MAX,
+    ),
+]
 DealId = Annotated[
     int,
     Parameter(

@@ -20,6 +20,7 @@ from service.db.rows import Deal, deal_from_row
 Sort = Literal["id", "price", "-price", "created_at", "-created_at"]
 
 GET_DEAL = One("get_deal")
+FIND_DEAL_BY_UPSTREAM_ID = One("find_deal_by_upstream_id")
 # The sort whitelist: each order of GET /deals is its own named query, served by its own index.
 LIST_DEALS: dict[Sort, Many] = {
     "id": Many("list_deals_by_id"),
@@ -58,6 +59,14 @@ class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
 async def get_deal(conn: Connection, *, id: int) -> Deal | None:
     """The deal with this id (the service's own, not the upstream deal_id)."""
     row = await GET_DEAL(conn, id)
+    return None if row is None else deal_from_row(row)
+
+
+async def find_deal_by_upstream_id(
+    conn: Connection, *, filters: DealFilters, deal_id: int
+) -> Deal | None:
+    """The deal whose upstream id is deal_id, when it passes the filters too."""
+    row = await FIND_DEAL_BY_UPSTREAM_ID(conn, *filters.args(), deal_id)
     return None if row is None else deal_from_row(row)
 
 
