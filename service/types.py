@@ -23,6 +23,7 @@ PERCENT_MAX = Decimal(100)
 # Money as text: digits with at most 2 decimal places, at most numeric(10, 2)'s maximum.
 MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
 PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
+NOT_BLANK_PATTERN = r"\S"
 CATEGORY_NAME_MAX = 100  # a longer name in a query or a body is refused before any SQL
 CITY_MAX = 200
 
@@ -44,7 +45,10 @@ Version = Annotated[
 RoomType = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=100, pattern=r"\S", description="Standard, Deluxe, Suite, ..."
+        min_length=1,
+        max_length=100,
+        pattern=NOT_BLANK_PATTERN,
+        description="Standard, Deluxe, Suite, ...",
     ),
 ]
 Money = Annotated[

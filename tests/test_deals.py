@@ -70,10 +70,16 @@ async def test_api_created_deal_has_null_deal_id(client: Client, known: Known) -
 
 
 async def test_deal_404(client: Client, known: Known) -> None:
-    response = await client.get("/deals/999999")
+    response = await client.get("/deals/999999", headers={"X-Request-ID": "req-404"})
     assert response.status_code == 404
+    assert response.headers["X-Request-ID"] == "req-404"
     assert response.json() == {
-        "error": {"code": "NOT_FOUND", "message": "deal 999999 does not exist"}
+        "error": {
+            "code": "NOT_FOUND",
+            "message": "deal 999999 does not exist",
+            "details": [],
+            "request_id": "req-404",
+        }
     }
 
 

@@ -73,12 +73,14 @@ async def test_unexpected_error_gives_500_without_sql_or_trace(
     settings = Settings(database_url=database_url, pool_min_size=1)
     async with AsyncTestClient(app=create_app(settings)) as client:
         with caplog.at_level(logging.ERROR, logger="service.errors"):
-            response = await client.get("/health/ready")
+            response = await client.get("/health/ready", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
     assert response.json() == {
         "error": {
             "code": "INTERNAL_ERROR",
             "message": "an unexpected error happened; it has been logged",
+            "details": [],
+            "request_id": "boom-1",
         }
     }
     assert "Traceback" in caplog.text

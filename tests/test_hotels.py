@@ -55,10 +55,15 @@ async def test_hotels_422(client: Client, params: dict[str, str], field: str) ->
 async def test_one_hotel_and_404(client: Client, known: Known) -> None:
     hotel = known.hotels[2]
     assert await get_ok(client, f"/hotels/{hotel['id']}") == hotel
-    response = await client.get("/hotels/424242")
+    response = await client.get("/hotels/424242", headers={"X-Request-ID": "h-1"})
     assert response.status_code == 404
     assert response.json() == {
-        "error": {"code": "NOT_FOUND", "message": "hotel 424242 does not exist"}
+        "error": {
+            "code": "NOT_FOUND",
+            "message": "hotel 424242 does not exist",
+            "details": [],
+            "request_id": "h-1",
+        }
     }
 
 

@@ -17,6 +17,7 @@ from service.api.deals import DealsController
 from service.api.errors import handle_exception
 from service.api.health import HealthController
 from service.api.hotels import HotelsController
+from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
 from service.compat import drop_litestar_error_docs, fix_options_allow
 from service.db.pool import Database
@@ -66,6 +67,8 @@ def create_app(settings: Settings) -> Litestar:
             }
         ),
         exception_handlers={Exception: handle_exception},
+        before_request=reject_unknown_parameters,
+        before_send=[echo_request_headers],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Deals API",

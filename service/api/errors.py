@@ -1,6 +1,9 @@
 """The one error shape, and the one table that maps every failure to HTTP.
 
-    {"error": {"code": "NOT_FOUND", "message": "...", "details": [...]}}
+    {"error": {"code": "NOT_FOUND", "message": "...", "details": [...], "request_id": "..."}}
+
+details is always a list (empty when there is nothing to add); request_id is
+the request's X-Request-ID, so a client's report leads to the log line.
 
 As PostgREST does, database errors map by SQLSTATE class; anything
 unexpected becomes a 500 whose detail goes only to the log.
@@ -9,7 +12,8 @@ unexpected becomes a 500 whose detail goes only to the log.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -17,17 +21,23 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
+from service.api.request_id import request_id
 from service.db.pool import Overloaded
+from service.types import MONEY_PATTERN, NOT_BLANK_PATTERN, PERCENT_PATTERN
 
 log = logging.getLogger("service.errors")
 
 RETRY_AFTER = {"Retry-After": "1"}
 
 
-class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
-    code: str
-    message: str
-    details: list[Any] | None = None
+class ErrorBody(msgspec.Struct, frozen=True):
+    code: Annotated[str, msgspec.Meta(description="A stable UPPER_SNAKE word.")]
+    message: Annotated[str, msgspec.Meta(description="For people.")]
+    details: Annotated[
+        list[Any],
+        msgspec.Meta(description="What failed, e.g. each failing field; empty when nothing."),
+    ]
+    request_id: Annotated[str, msgspec.Meta(description="The request's X-Request-ID.")]
 
 
 class ErrorResponse(msgspec.Struct, frozen=True):
@@ -158,6 +168,24 @@ def translate(exc: BaseException) -> ApiError:
     return ApiError("an unexpected error happened; it has been logged")
 
 
+# What a pattern asks for, in words: messages speak of the field, not of regular expressions.
+PATTERN_WORDS = {
+    MONEY_PATTERN: "must be a decimal such as 129.99: up to 8 digits, at most 2 decimal places",
+    PERCENT_PATTERN: "must be a decimal from 0 to 100 with at most 2 decimal places",
+    NOT_BLANK_PATTERN: "must not be blank",
+}
+REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '(?P<pattern>.*)'$")
+
+
+def humane(message: str) -> str:
+    """A validation message in the field's terms: a pattern becomes what it asks for."""
+    found = REGEX_MESSAGE.match(message)
+    if found is None:
+        return message
+    pattern = found["pattern"].encode().decode("unicode_escape")
+    return PATTERN_WORDS.get(pattern, "is not in the expected format")
+
+
 def _validation_details(exc: ValidationException) -> list[Any]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     details = []
@@ -167,20 +195,25 @@ def _validation_details(exc: ValidationException) -> list[Any]:
                 {
                     "field": item.get("key"),
                     "source": item.get("source"),
-                    "message": item.get("message"),
+                    "message": humane(str(item.get("message"))),
                 }
             )
     return details
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[Any] | None, headers: dict[str, str]
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None,
+    headers: dict[str, str],
 ) -> Response[ErrorResponse]:
+    body = ErrorBody(
+        code=code, message=message, details=details or [], request_id=request_id(request.scope)
+    )
     return Response(
-        ErrorResponse(ErrorBody(code=code, message=message, details=details)),
-        status_code=status,
-        media_type=MediaType.JSON,
-        headers=headers,
+        ErrorResponse(body), status_code=status, media_type=MediaType.JSON, headers=headers
     )
 
 
@@ -188,14 +221,19 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     """The single exception handler of the app."""
     if isinstance(exc, ValidationException):
         return error_response(
-            422, "VALIDATION_ERROR", "the request is not valid", _validation_details(exc), {}
+            request,
+            422,
+            "VALIDATION_ERROR",
+            "the request is not valid",
+            _validation_details(exc),
+            {},
         )
     if isinstance(exc, HTTPException) and not isinstance(exc, ApiError):
         status = exc.status_code
         code = HTTP_CODES.get(status, "HTTP_ERROR")
         if status >= 500:
             log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
-        return error_response(status, code, exc.detail, None, dict(exc.headers or {}))
+        return error_response(request, status, code, exc.detail, None, dict(exc.headers or {}))
     error = translate(exc)
     if error.status_code >= 500:
         if type(error) is ApiError:
@@ -203,7 +241,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         else:
             log.warning("%s on %s %s: %r", error.code, request.method, request.url.path, exc)
     return error_response(
-        error.status_code, error.code, error.message, error.details, error.headers
+        request, error.status_code, error.code, error.message, error.details, error.headers
     )
 
 

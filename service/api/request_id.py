@@ -1,0 +1,29 @@
+"""The request's id, kept in its scope: the client's X-Request-ID when usable, else a new one."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar.types import Scope
+
+VALID_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # 1 to 128 visible ASCII characters
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def request_id(scope: Scope) -> str:
+    """The request's id: the client's X-Request-ID when it is usable, else a new one."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    found: str | None = state.get("request_id")
+    if found is None:
+        sent = header(scope, b"x-request-id")
+        found = sent if sent is not None and VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        state["request_id"] = found
+    return found
