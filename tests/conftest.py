@@ -1,7 +1,23 @@
+"""Databases for the tests.
+
+A test that may write gets a database of its own, cloned from a template: the
+migrated, empty one, or the one seeded with tests/known.py when the test asks
+for `known` (the rows, their ids and the statistics are copied with it, so
+nothing is seeded per test).
+
+A test marked `read_only` (`pytestmark = pytest.mark.read_only` for a module)
+shares one database for the whole session instead, seeded or empty by the same
+rule, and one app and client over it. Those databases refuse writes
+(default_transaction_read_only), so a test marked by mistake fails instead of
+changing what the other tests read.
+"""
+
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import asyncpg
 import pytest
@@ -14,6 +30,23 @@ from tests import pg
 from tests.known import Known, seed
 
 TEMPLATE = "deals_template"
+SEEDED_TEMPLATE = "deals_seeded_template"
+
+Client = AsyncTestClient[Litestar]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "read_only: the test only reads; it shares the session's read-only database"
+    )
+
+
+def read_only(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("read_only") is not None
+
+
+def seeded(request: pytest.FixtureRequest) -> bool:
+    return "known" in request.fixturenames
 
 
 @pytest.fixture(scope="session")
@@ -32,17 +65,75 @@ def template_db(admin_url: str) -> Iterator[str]:
     pg.drop(admin_url, TEMPLATE)
 
 
+@pytest.fixture(scope="session")
+async def seeded_template(admin_url: str, template_db: str) -> AsyncIterator[tuple[str, Known]]:
+    """The migrated template with the known rows (seeded and analyzed once), and those rows."""
+    pg.drop(admin_url, SEEDED_TEMPLATE)
+    _name, url = pg.clone(admin_url, template_db, SEEDED_TEMPLATE)
+    connection = await asyncpg.connect(url)
+    try:
+        known = await seed(connection)
+    finally:
+        await connection.close()  # a template must have no connection when it is copied
+    yield SEEDED_TEMPLATE, known
+    pg.drop(admin_url, SEEDED_TEMPLATE)
+
+
+def shared_clone(admin_url: str, template: str) -> Iterator[str]:
+    name, url = pg.clone(admin_url, template)
+    pg.admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    yield url
+    pg.drop(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def shared_empty_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """One migrated, empty, read-only database for every read_only test without `known`."""
+    yield from shared_clone(admin_url, template_db)
+
+
+@pytest.fixture(scope="session")
+def shared_seeded_url(admin_url: str, seeded_template: tuple[str, Known]) -> Iterator[str]:
+    """One seeded, read-only database for every read_only test with `known`."""
+    yield from shared_clone(admin_url, seeded_template[0])
+
+
+def settings_for(database_url: str) -> Settings:
+    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
+
+
+@pytest.fixture(scope="session")
+async def shared_empty_client(shared_empty_url: str) -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=create_app(settings_for(shared_empty_url))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+async def shared_seeded_client(shared_seeded_url: str) -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=create_app(settings_for(shared_seeded_url))) as test_client:
+        yield test_client
+
+
 @pytest.fixture
-def database_url(admin_url: str, template_db: str) -> Iterator[str]:
-    """A fresh migrated database for this test, cloned from the template in milliseconds."""
-    name, url = pg.clone(admin_url, template_db)
+def database_url(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]:
+    """This test's database: its own clone, or the shared read-only one for read_only tests."""
+    if read_only(request):
+        yield cast(
+            str, request.getfixturevalue(f"shared_{'seeded' if seeded(request) else 'empty'}_url")
+        )
+        return
+    if seeded(request):
+        template: str = request.getfixturevalue("seeded_template")[0]
+    else:
+        template = request.getfixturevalue("template_db")
+    name, url = pg.clone(admin_url, template)
     yield url
     pg.drop(admin_url, name)
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
+    return settings_for(database_url)
 
 
 @pytest.fixture
@@ -55,12 +146,21 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Re
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def own_client(settings: Settings) -> AsyncIterator[Client]:
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
 
 
 @pytest.fixture
-async def known(conn: asyncpg.Connection[asyncpg.Record]) -> Known:
+def client(request: pytest.FixtureRequest) -> Client:
+    """An app over this test's database: the shared one for read_only tests."""
+    if read_only(request):
+        which = "seeded" if seeded(request) else "empty"
+        return cast(Client, request.getfixturevalue(f"shared_{which}_client"))
+    return cast(Client, request.getfixturevalue("own_client"))
+
+
+@pytest.fixture
+def known(seeded_template: tuple[str, Known]) -> Known:
     """Known hotels, categories and deals in this test's database (tests/known.py)."""
-    return await seed(conn)
+    return copy.deepcopy(seeded_template[1])

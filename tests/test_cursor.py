@@ -16,6 +16,9 @@ from tests.known import Known, ordered
 Client = AsyncTestClient[Litestar]
 SORTS = ["id", "price", "-price", "created_at", "-created_at"]
 
+# Every test here only reads: they share one seeded (or empty) read-only database.
+pytestmark = pytest.mark.read_only
+
 
 async def walk(client: Client, limit: int, **params: Any) -> tuple[list[int], int]:
     """Every id of a cursor walk, and how many pages it took."""

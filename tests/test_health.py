@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -20,12 +21,14 @@ def assert_error(body: Any, code: str) -> None:
     assert body["error"]["message"]
 
 
+@pytest.mark.read_only
 async def test_health_ok(client: Client) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
+@pytest.mark.read_only
 async def test_live_and_ready(client: Client) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
@@ -43,18 +46,21 @@ async def test_ready_503_when_not_migrated(
     assert response.json()["error"]["details"] == ["0005_filter_indexes"]
 
 
+@pytest.mark.read_only
 async def test_unknown_route_404(client: Client) -> None:
     response = await client.get("/no/such/route")
     assert response.status_code == 404
     assert_error(response.json(), "NOT_FOUND")
 
 
+@pytest.mark.read_only
 async def test_wrong_method_405(client: Client) -> None:
     response = await client.delete("/health")
     assert response.status_code == 405
     assert_error(response.json(), "METHOD_NOT_ALLOWED")
 
 
+@pytest.mark.read_only
 async def test_docs_and_schema(client: Client) -> None:
     page = await client.get("/docs")
     assert page.status_code == 200

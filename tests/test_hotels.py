@@ -12,6 +12,9 @@ from tests.known import CATEGORIES, Known
 
 Client = AsyncTestClient[Litestar]
 
+# Every test here only reads: they share one seeded (or empty) read-only database.
+pytestmark = pytest.mark.read_only
+
 
 async def get_ok(client: Client, path: str, **params: Any) -> Any:
     response = await client.get(path, params=params)

@@ -12,6 +12,9 @@ from service.api.params import MAX_LIMIT
 
 Client = AsyncTestClient[Litestar]
 
+# Every test here only reads: they share one seeded (or empty) read-only database.
+pytestmark = pytest.mark.read_only
+
 LIST_PARAMS = ["city", "min_stars", "price_min", "price_max", "category", "is_available"]
 PARAMS = {
     "/deals": [*LIST_PARAMS, "deal_id", "sort", "skip", "limit", "count", "cursor"],

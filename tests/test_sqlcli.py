@@ -31,6 +31,7 @@ def db_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
     return database_url
 
 
+@pytest.mark.read_only
 def test_explain_prints_the_plan(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sql", "explain", "get_deal", "--param", "1"]) == 0
     out = capsys.readouterr().out
@@ -40,6 +41,7 @@ def test_explain_prints_the_plan(db_env: str, capsys: pytest.CaptureFixture[str]
     assert "Execution Time" in out
 
 
+@pytest.mark.read_only
 def test_explain_binds_typed_params_and_null(
     db_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -51,6 +53,7 @@ def test_explain_binds_typed_params_and_null(
     assert "Execution Time" in out
 
 
+@pytest.mark.read_only
 def test_explain_wrong_arity_and_values(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sql", "explain", "get_deal"]) == 2
     assert "get_deal takes 1 parameter(s) ($1 int8), 0 given" in capsys.readouterr().err

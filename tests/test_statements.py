@@ -1,30 +1,66 @@
-"""No N+1: a request sends the same statements whatever the page size, each under its name."""
+"""No N+1: a request sends the same statements whatever the page size, each under its name.
+
+The app runs on the test's own event loop (tests/inloop.py), over the session's
+shared read-only seeded database: asyncpg hands each statement to the query
+logger with call_soon on the connection's loop, so the test must wait on that
+loop, not on a portal thread's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from service.db.catalogue import Connection
 from service.db.pool import Database
+from tests.conftest import settings_for
+from tests.inloop import app_and_client
 from tests.known import Known
 
-Client = AsyncTestClient[Litestar]
+pytestmark = pytest.mark.read_only
+Client = httpx.AsyncClient
+
+
+@pytest.fixture(scope="module")
+async def client(shared_seeded_url: str) -> AsyncIterator[Client]:
+    """One in-loop app for the module. Its lifespan is entered and left in one task
+    (anyio's cancel scopes demand it), which lives on the session's loop meanwhile."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[Client] = loop.create_future()
+    done = asyncio.Event()
+
+    async def serve() -> None:
+        async with app_and_client(settings_for(shared_seeded_url)) as (_app, test_client):
+            ready.set_result(test_client)
+            await done.wait()
+
+    task = loop.create_task(serve())
+    either: list[asyncio.Future[Any]] = [task, ready]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # the app failed to start: raise its error here
+    yield ready.result()
+    done.set()
+    await task
+
+
+Sent = list[tuple[asyncio.AbstractEventLoop, str]]
 
 
 @pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The SQL text of every statement the app sends, through asyncpg's query logger."""
-    sent: list[str] = []
+async def statements(monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """The SQL text of every statement the app sends, through asyncpg's query logger,
+    with the loop each logger call ran on."""
+    sent: Sent = []
 
     def log(record: asyncpg.connection.LoggedQuery) -> None:
-        sent.append(record.query)
+        sent.append((asyncio.get_running_loop(), record.query))
 
     original = Database.connection
 
@@ -41,12 +77,25 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-async def names_sent(client: Client, sent: list[str], path: str) -> list[str]:
+async def logged(sent: Sent) -> list[str]:
+    """Every statement logged so far. asyncpg schedules each logger call with call_soon
+    on the connection's loop, which is this one, when the statement ends; a callback
+    scheduled now runs after all of them (a loop runs its callbacks in order), so once
+    it has run none is pending."""
+    here = asyncio.get_running_loop()
+    drained = here.create_future()
+    here.call_soon(drained.set_result, None)
+    await drained
+    assert all(loop is here for loop, _ in sent), "the app's statements ran on another loop"
+    return [query for _, query in sent]
+
+
+async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
+    await logged(sent)
     sent.clear()
     response = await client.get(path)
     assert response.status_code == 200, response.text
-    await asyncio.sleep(0)  # asyncpg calls query loggers with call_soon
-    return [text.splitlines()[0] for text in sent]
+    return [text.splitlines()[0] for text in await logged(sent)]
 
 
 @pytest.mark.parametrize(
@@ -66,7 +115,7 @@ async def names_sent(client: Client, sent: list[str], path: str) -> list[str]:
     ],
 )
 async def test_statements_do_not_grow_with_page_size(
-    client: Client, known: Known, statements: list[str], path: str, expected: list[str]
+    client: Client, known: Known, statements: Sent, path: str, expected: list[str]
 ) -> None:
     sep = "&" if "?" in path else "?"
     for limit in (1, 50):
@@ -87,14 +136,14 @@ async def test_statements_do_not_grow_with_page_size(
     ],
 )
 async def test_one_statement_each(
-    client: Client, known: Known, statements: list[str], path: str, expected: str
+    client: Client, known: Known, statements: Sent, path: str, expected: str
 ) -> None:
     path = path.format(id=known.deals[0].id, hotel=known.hotels[0]["id"])
     assert await names_sent(client, statements, path) == [expected]
 
 
 async def test_each_deal_has_its_categories_from_one_statement(
-    client: Client, known: Known, statements: list[str]
+    client: Client, known: Known, statements: Sent
 ) -> None:
     sent = await names_sent(client, statements, "/deals?limit=30&count=none")
     assert len(sent) == 1

@@ -28,6 +28,7 @@ async def stats(client: Client, **params: Any) -> Any:
     return response.json()
 
 
+@pytest.mark.read_only
 async def test_stats_by_hand(client: Client, known: Known) -> None:
     # Paris 16 deals, Berlin 7, Rome 7: Berlin and Rome tie and go by city.
     body = await stats(client)
@@ -54,6 +55,7 @@ STATS_FILTERS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.read_only
 async def test_stats_filters(client: Client, known: Known) -> None:
     for filters in STATS_FILTERS:
         select: dict[str, Any] = {
@@ -86,6 +88,7 @@ async def test_average_rounds_half_up(
     assert await stats(client) == [{"city": "Oslo", "avg_price": "16.00", "deal_count": 5}]
 
 
+@pytest.mark.read_only
 async def test_stats_empty_and_422(client: Client) -> None:
     assert await stats(client) == []
     response = await client.get("/deals/stats", params={"price_min": "5", "price_max": "4"})
