@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.known import Known
 
 Client = AsyncTestClient[Litestar]
+
+pytestmark = pytest.mark.read_only
 
 
 async def test_the_upstream_id_finds_its_deal_not_the_one_with_that_id(

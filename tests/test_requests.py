@@ -12,6 +12,8 @@ from litestar.testing import AsyncTestClient
 from tests.known import Known
 
 Client = AsyncTestClient[Litestar]
+
+pytestmark = pytest.mark.read_only
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
 
