@@ -13,8 +13,9 @@ RETURNING id, version
 
 -- name: update_deal :one
 -- PATCH /deals/{id}: NULL leaves a column as it is. Matches only when the
--- version checks pass ($2 from If-Match, $3 from the body) and the merged
--- dates are in order; no row back means absent, stale or bad dates.
+-- version checks pass ($2 from If-Match, $3 from the body), the merged dates
+-- are in order and some column really changes; no row back means absent,
+-- stale, bad dates, or nothing to change (deal_version_and_dates tells which).
 UPDATE deals
 SET hotel_id         = COALESCE($4::bigint, hotel_id),
     room_type        = COALESCE($5::text, room_type),
@@ -29,7 +30,22 @@ WHERE id = $1::bigint
   AND ($2::int IS NULL OR version = $2::int)
   AND ($3::int IS NULL OR version = $3::int)
   AND COALESCE($10::date, checkout_date) > COALESCE($9::date, checkin_date)
+  AND (hotel_id, room_type, price_per_night, original_price, discount_percent,
+       checkin_date, checkout_date, is_available)
+      IS DISTINCT FROM
+      (COALESCE($4::bigint, hotel_id), COALESCE($5::text, room_type),
+       COALESCE($6::numeric, price_per_night), COALESCE($7::numeric, original_price),
+       COALESCE($8::numeric, discount_percent), COALESCE($9::date, checkin_date),
+       COALESCE($10::date, checkout_date), COALESCE($11::bool, is_available))
 RETURNING id, version
+
+-- name: bump_deal_version :one
+-- PATCH /deals/{id} that changed only the deal's categories: the version
+-- still moves, so that the ETag tells the change.
+UPDATE deals
+SET version = version + 1
+WHERE id = $1::bigint
+RETURNING version
 
 -- name: deal_version_and_dates :one
 -- Why an UPDATE or DELETE matched nothing: absent, stale version, or dates.
@@ -37,20 +53,25 @@ SELECT version, checkin_date, checkout_date
 FROM deals
 WHERE id = $1::bigint
 
--- name: replace_deal_categories :exec
+-- name: replace_deal_categories :val
 -- Make the deal's links exactly the named categories ($2, known names):
--- drops the others and adds the missing ones in one statement.
+-- drops the others and adds the missing ones in one statement; the number
+-- of links dropped and added (0: the deal had exactly these already).
 WITH wanted AS (
     SELECT id FROM categories WHERE name = ANY ($2::text[])
 ), dropped AS (
     DELETE FROM deal_categories
     WHERE deal_id = $1::bigint
       AND category_id NOT IN (SELECT id FROM wanted)
+    RETURNING category_id
+), added AS (
+    INSERT INTO deal_categories (deal_id, category_id)
+    SELECT $1::bigint, id
+    FROM wanted
+    ON CONFLICT (deal_id, category_id) DO NOTHING
+    RETURNING category_id
 )
-INSERT INTO deal_categories (deal_id, category_id)
-SELECT $1::bigint, id
-FROM wanted
-ON CONFLICT (deal_id, category_id) DO NOTHING
+SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM added)
 
 -- name: delete_deal :one
 -- DELETE /deals/{id}: the links go with it (ON DELETE CASCADE). $2 is the

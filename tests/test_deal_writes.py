@@ -82,7 +82,7 @@ RULES = [
     ("original_price", "0.00", "must be greater than 0"),
     ("discount_percent", "100.01", "must be at most 100"),
     ("discount_percent", "-1", "must be at least 0"),
-    ("room_type", "   ", "Expected `str` matching regex"),
+    ("room_type", "   ", "must not be blank"),
     ("room_type", "", "Expected `str` of length >= 1"),
     ("hotel_id", 0, "Expected `int` >= 1"),
     ("hotel_id", "7", "Expected `int`, got `str`"),
@@ -191,11 +191,15 @@ async def test_body_over_the_limit_is_413(client: Client, known: Known) -> None:
 
 # --- PATCH ----------------------------------------------------------------
 
+IF_MATCH_1 = {"If-Match": '"1"'}
+
 
 async def test_patch_changes_only_the_fields_sent(client: Client, known: Known) -> None:
     deal = known.deals[3]
     before = (await client.get(f"/deals/{deal.id}")).json()
-    response = await client.patch(f"/deals/{deal.id}", json={"price_per_night": "88.80"})
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"price_per_night": "88.80", "version": before["version"]}
+    )
     assert response.status_code == 200
     after = response.json()
     assert after["price_per_night"] == "88.80"
@@ -209,9 +213,11 @@ async def test_patch_replaces_categories_in_the_same_transaction(
     client: Client, known: Known
 ) -> None:
     deal = known.deals[3]  # business, luxury, romantic
-    response = await client.patch(f"/deals/{deal.id}", json={"categories": ["Family", "budget"]})
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"categories": ["Family", "budget"], "version": 1}
+    )
     assert response.json()["categories"] == ["budget", "family"]
-    cleared = await client.patch(f"/deals/{deal.id}", json={"categories": []})
+    cleared = await client.patch(f"/deals/{deal.id}", json={"categories": [], "version": 2})
     assert cleared.json()["categories"] == []
     assert cleared.json()["version"] == 3
 
@@ -221,11 +227,15 @@ async def test_patch_judges_dates_on_the_stored_deal_merged_with_the_patch(
 ) -> None:
     deal = known.deals[0]  # 2025-06-01 to 2025-06-03
     before = await snapshot(conn, deal.id)
-    response = await client.patch(f"/deals/{deal.id}", json={"checkout_date": "2025-06-01"})
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"checkout_date": "2025-06-01", "version": 1}
+    )
     assert response.status_code == 422
     assert fields_named(response) == ["checkout_date"]
     assert await snapshot(conn, deal.id) == before
-    moved = await client.patch(f"/deals/{deal.id}", json={"checkin_date": "2025-06-02"})
+    moved = await client.patch(
+        f"/deals/{deal.id}", json={"checkin_date": "2025-06-02", "version": 1}
+    )
     assert moved.status_code == 200
 
 
@@ -274,10 +284,10 @@ async def test_patch_unknown_field_is_422(client: Client, known: Known) -> None:
 
 
 async def test_absent_deal_is_404_on_patch_and_delete(client: Client, known: Known) -> None:
-    patched = await client.patch("/deals/999999", json={"room_type": "X"})
+    patched = await client.patch("/deals/999999", json={"room_type": "X", "version": 1})
     assert patched.status_code == 404
     assert patched.json()["error"]["message"] == "deal 999999 does not exist"
-    deleted = await client.delete("/deals/999999")
+    deleted = await client.delete("/deals/999999", headers={"If-Match": '"1"'})
     assert deleted.status_code == 404
 
 
@@ -288,10 +298,10 @@ async def test_failed_patch_changes_nothing(
     before = await snapshot(conn, deal.id)
     # Categories pass, then the foreign key fails: the whole transaction rolls back.
     response = await client.patch(
-        f"/deals/{deal.id}", json={"categories": ["budget"], "hotel_id": 999999}
+        f"/deals/{deal.id}", json={"categories": ["budget"], "hotel_id": 999999, "version": 1}
     )
     assert response.status_code == 404
-    unknown = await client.patch(f"/deals/{deal.id}", json={"categories": ["nope"]})
+    unknown = await client.patch(f"/deals/{deal.id}", json={"categories": ["nope"], "version": 1})
     assert unknown.status_code == 422
     assert await snapshot(conn, deal.id) == before
 
@@ -302,7 +312,7 @@ async def test_failed_patch_changes_nothing(
 async def test_delete_removes_the_deal_from_every_read(client: Client, known: Known) -> None:
     deal = known.deals[1]
     stats_before = {r["city"]: r["deal_count"] for r in (await client.get("/deals/stats")).json()}
-    assert (await client.delete(f"/deals/{deal.id}")).status_code == 204
+    assert (await client.delete(f"/deals/{deal.id}", headers=IF_MATCH_1)).status_code == 204
     assert (await client.get(f"/deals/{deal.id}")).status_code == 404
     listed = (await client.get("/deals", params={"limit": 100})).json()
     assert deal.id not in [d["id"] for d in listed["items"]]
@@ -310,7 +320,7 @@ async def test_delete_removes_the_deal_from_every_read(client: Client, known: Kn
     stats_after = {r["city"]: r["deal_count"] for r in (await client.get("/deals/stats")).json()}
     city = deal.hotel["city"]
     assert stats_after[city] == stats_before[city] - 1
-    assert (await client.delete(f"/deals/{deal.id}")).status_code == 404
+    assert (await client.delete(f"/deals/{deal.id}", headers=IF_MATCH_1)).status_code == 404
 
 
 # --- the database's own safety net ----------------------------------------
@@ -346,3 +356,81 @@ async def test_options_lists_every_method_of_a_path(client: Client) -> None:
     for path, allow in expected.items():
         response = await client.options(path)
         assert (response.status_code, response.headers["allow"]) == (204, allow)
+
+
+# --- preconditions, no-op patches, one 422 --------------------------------
+
+
+async def test_a_write_without_precondition_is_428_and_changes_nothing(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    deal = known.deals[2]
+    before = await snapshot(conn, deal.id)
+    patched = await client.patch(f"/deals/{deal.id}", json={"room_type": "Blind"})
+    deleted = await client.delete(f"/deals/{deal.id}")
+    for response in (patched, deleted):
+        assert response.status_code == 428
+        error = response.json()["error"]
+        assert error["code"] == "PRECONDITION_REQUIRED"
+        assert error["details"] == [
+            {"field": "If-Match", "source": "header", "message": "is required"}
+        ]
+    assert await snapshot(conn, deal.id) == before
+    # If-Match: * is a precondition too: "whatever version is current"
+    starred = await client.patch(
+        f"/deals/{deal.id}", json={"room_type": "Any"}, headers={"If-Match": "*"}
+    )
+    assert (starred.status_code, starred.json()["version"]) == (200, 2)
+
+
+async def test_a_patch_that_changes_nothing_keeps_the_version(
+    client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    deal = known.deals[3]  # business, luxury, romantic
+    before = await snapshot(conn, deal.id)
+    same = {
+        "room_type": deal.room_type,
+        "price_per_night": str(deal.price_per_night),
+        "categories": ["romantic", "Business", "luxury"],
+        "version": 1,
+    }
+    response = await client.patch(f"/deals/{deal.id}", json=same)
+    assert response.status_code == 200
+    assert response.json()["version"] == 1
+    assert response.headers["etag"] == '"1"'
+    assert await snapshot(conn, deal.id) == before
+    xmin = await conn.fetchval("SELECT xmin::text FROM deals WHERE id = $1", deal.id)
+    again = await client.patch(f"/deals/{deal.id}", json=same, headers=IF_MATCH_1)
+    assert again.json()["version"] == 1
+    # nothing was written: the row is the same tuple
+    assert await conn.fetchval("SELECT xmin::text FROM deals WHERE id = $1", deal.id) == xmin
+    stale = await client.patch(f"/deals/{deal.id}", json={**same, "version": 7})
+    assert stale.status_code == 409  # the version is still checked
+
+
+async def test_changing_only_categories_raises_the_version(client: Client, known: Known) -> None:
+    deal = known.deals[3]
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"categories": ["budget"], "version": 1}
+    )
+    assert (response.json()["categories"], response.json()["version"]) == (["budget"], 2)
+
+
+async def test_unknown_categories_come_in_the_same_422_as_the_other_fields(
+    client: Client, known: Known
+) -> None:
+    body = new_deal(known, price_per_night="0", categories=["spa", "luxury", "golf"])
+    response = await client.post("/deals", json=body)
+    assert response.status_code == 422
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == ["price_per_night", "categories"]
+    assert details[1] == {
+        "field": "categories",
+        "message": "unknown names: golf, spa; known: budget, business, family, luxury, romantic",
+        "unknown": ["golf", "spa"],
+        "known": ["budget", "business", "family", "luxury", "romantic"],
+    }
+    patch = await client.patch(
+        f"/deals/{known.deals[0].id}", json={"room_type": " ", "categories": ["spa"], "version": 1}
+    )
+    assert [d["field"] for d in patch.json()["error"]["details"]] == ["room_type", "categories"]

@@ -12,6 +12,7 @@ so that the schema and the validation never drift.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ import msgspec
 from litestar import Request
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
-from service.api.errors import BadRequest, Unprocessable, UnsupportedMediaType
+from service.api.errors import BadRequest, Unprocessable, UnsupportedMediaType, humane
 from service.db.deal_writes import DEAL_COLUMNS
 from service.types import (
     CategoryNames,
@@ -85,6 +86,11 @@ class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             if getattr(self, name) is not msgspec.UNSET
         }
 
+    def column(self, name: str) -> Any:
+        """The value sent for a column, None when not sent."""
+        value = getattr(self, name)
+        return None if value is msgspec.UNSET else value
+
     def sent_version(self) -> int | None:
         return None if isinstance(self.version, msgspec.UnsetType) else self.version
 
@@ -131,15 +137,25 @@ def _problem(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
-def parse(body: bytes, struct: type[S]) -> S:
-    """The request Struct, or a 400/422 naming every failing field."""
-    raw = decode_json(body)
+def names_categories(raw: Any) -> bool:
+    """Whether a decoded body names categories, which parse must then know to judge."""
+    return isinstance(raw, dict) and isinstance(raw.get("categories"), list)
+
+
+def parse(raw: Any, struct: type[S], *, known_categories: Sequence[str] | None = None) -> S:
+    """The request Struct from a decoded body, or a 422 naming every failing field.
+
+    Unknown category names are judged against known_categories in the same
+    422 as the other fields (the caller reads them when names_categories(raw)).
+    """
     if not isinstance(raw, dict):
         raise Unprocessable(
             "the body must be a JSON object", details=[_problem("$", "expected an object")]
         )
     fields = {f.name: f for f in msgspec.structs.fields(struct)}
-    problems = [_problem(name, "unknown field") for name in raw if name not in fields]
+    problems: list[dict[str, Any]] = [
+        _problem(name, "unknown field") for name in raw if name not in fields
+    ]
     values: dict[str, Any] = {}
     for name, info in fields.items():
         if name not in raw:
@@ -149,7 +165,7 @@ def parse(body: bytes, struct: type[S]) -> S:
         try:
             values[name] = msgspec.convert(raw[name], type=info.type)
         except msgspec.ValidationError as exc:
-            problems.append(_problem(name, str(exc).split(" - at ", 1)[0]))
+            problems.append(_problem(name, humane(str(exc).split(" - at ", 1)[0])))
             continue
         rule = _DECIMAL_RULES.get(name)
         if rule is not None and isinstance(values[name], Decimal):
@@ -160,6 +176,18 @@ def parse(body: bytes, struct: type[S]) -> S:
             values[name] = values[name].strip()
         if name == "categories" and isinstance(values[name], list):
             values[name] = normalize_categories(values[name])
+            if known_categories is not None:
+                unknown = [n for n in values[name] if n not in known_categories]
+                if unknown:
+                    problems.append(
+                        {
+                            "field": "categories",
+                            "message": f"unknown names: {', '.join(unknown)}; "
+                            f"known: {', '.join(known_categories)}",
+                            "unknown": unknown,
+                            "known": list(known_categories),
+                        }
+                    )
     checkin, checkout = values.get("checkin_date"), values.get("checkout_date")
     if checkin is not None and checkout is not None and checkout <= checkin:
         problems.append(_problem("checkout_date", "must be after checkin_date"))

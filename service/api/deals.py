@@ -13,14 +13,22 @@ current size, so it is as fresh as the last (auto)ANALYZE.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader, State
 
-from service.api.bodies import DealCreate, DealPatch, json_body, parse, read_json_body
+from service.api.bodies import (
+    DealCreate,
+    DealPatch,
+    decode_json,
+    json_body,
+    names_categories,
+    parse,
+    read_json_body,
+)
 from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
 from service.api.paging import (
     CursorError,
@@ -52,10 +60,17 @@ from service.api.params import (
     price_range,
 )
 from service.api.responses import DealCursorPage, DealPage
-from service.api.versions import IfMatch, deal_etag, parse_if_match, why_nothing_matched
+from service.api.versions import (
+    IfMatch,
+    deal_etag,
+    parse_if_match,
+    require_precondition,
+    why_nothing_matched,
+)
 from service.db.catalogue import Connection
 from service.db.categories import list_categories
 from service.db.deal_writes import (
+    bump_deal_version,
     deal_version_and_dates,
     delete_deal,
     insert_deal,
@@ -73,6 +88,8 @@ from service.db.deals import (
 from service.db.pool import Database
 from service.db.rows import Deal
 
+S = TypeVar("S", DealCreate, DealPatch)
+
 
 async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) -> int | None:
     if count == "exact":
@@ -82,23 +99,13 @@ async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) 
     return None
 
 
-async def check_categories(conn: Connection, names: list[str]) -> None:
-    if not names:
-        return
-    known = [category.name for category in await list_categories(conn)]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise Unprocessable(
-            f"unknown categories: {', '.join(unknown)}; known: {', '.join(known)}",
-            details=[
-                {
-                    "field": "categories",
-                    "message": "unknown names",
-                    "unknown": unknown,
-                    "known": known,
-                }
-            ],
-        )
+async def read_deal_body(request: Request[Any, Any, Any], conn: Connection, struct: type[S]) -> S:
+    """The body as `struct`; category names are judged in the same 422 as the other fields."""
+    raw = decode_json(await read_json_body(request))
+    known = None
+    if names_categories(raw):
+        known = [category.name for category in await list_categories(conn)]
+    return parse(raw, struct, known_categories=known)
 
 
 def deal_response(deal: Deal, status_code: int = 200) -> Response[Deal]:
@@ -240,10 +247,9 @@ class DealsController(Controller):
     )
     async def create_deal(self, request: Request[Any, Any, Any], state: State) -> Response[Deal]:
         """201 with a Location header, the ETag and the deal as GET returns it."""
-        new = parse(await read_json_body(request), DealCreate)
         db: Database = state.db
         async with db.transaction() as conn:
-            await check_categories(conn, new.categories)
+            new = await read_deal_body(request, conn, DealCreate)
             try:
                 id = await insert_deal(conn, deal_id=new.deal_id, columns=new.columns())
             except asyncpg.ForeignKeyViolationError:
@@ -265,7 +271,7 @@ class DealsController(Controller):
         summary="Change some fields of a deal",
         operation_id="updateDeal",
         operation_class=json_body(DealPatch, "Only the fields sent change."),
-        responses=error_responses(400, 404, 409, 412, 413, 415, 422, 503, 504),
+        responses=error_responses(400, 404, 409, 412, 413, 415, 422, 428, 503, 504),
     )
     async def update_deal(
         self,
@@ -274,19 +280,21 @@ class DealsController(Controller):
         id: DealId,
         if_match: IfMatch = None,
     ) -> Response[Deal]:
-        """200 with the new ETag. A stale body version gets 409 VERSION_CONFLICT, a stale
-        If-Match 412; the checks and the write are one UPDATE."""
+        """200 with the new ETag; a patch that changes nothing keeps the version.
+
+        A stale body version gets 409 VERSION_CONFLICT, a stale If-Match 412, and
+        neither 428; the checks and the write are one UPDATE.
+        """
         expected = parse_if_match(if_match)
-        changes = parse(await read_json_body(request), DealPatch)
-        if not changes.changes_something():
-            raise Unprocessable(
-                "the patch changes nothing; send at least one field besides version",
-                details=[{"field": "$", "message": "no field to change"}],
-            )
         db: Database = state.db
         async with db.transaction() as conn:
-            if not isinstance(changes.categories, msgspec.UnsetType):
-                await check_categories(conn, changes.categories)
+            changes = await read_deal_body(request, conn, DealPatch)
+            require_precondition(if_match, changes.sent_version())
+            if not changes.changes_something():
+                raise Unprocessable(
+                    "the patch changes nothing; send at least one field besides version",
+                    details=[{"field": "$", "message": "no field to change"}],
+                )
             try:
                 version = await update_deal(
                     conn,
@@ -302,9 +310,14 @@ class DealsController(Controller):
                 ) from None
             if version is None:
                 stored = await deal_version_and_dates(conn, id=id)
-                raise why_nothing_matched(id, stored, expected, changes.sent_version())
+                dates = (changes.column("checkin_date"), changes.column("checkout_date"))
+                error = why_nothing_matched(id, stored, expected, changes.sent_version(), dates)
+                if error is not None:
+                    raise error
             if not isinstance(changes.categories, msgspec.UnsetType):
-                await replace_deal_categories(conn, id=id, names=changes.categories)
+                relinked = await replace_deal_categories(conn, id=id, names=changes.categories)
+                if relinked and version is None:
+                    await bump_deal_version(conn, id=id)
             deal = await fetch_written(conn, id)
         return deal_response(deal)
 
@@ -313,13 +326,17 @@ class DealsController(Controller):
         status_code=204,
         summary="Delete a deal",
         operation_id="deleteDeal",
-        responses=error_responses(404, 412, 422, 503, 504),
+        responses=error_responses(404, 412, 422, 428, 503, 504),
     )
     async def delete_deal(self, state: State, id: DealId, if_match: IfMatch = None) -> None:
-        """204; the deal and its category links are gone from every read."""
+        """204; the deal and its category links are gone from every read. If-Match is required."""
+        require_precondition(if_match, None)
         expected = parse_if_match(if_match)
         db: Database = state.db
         async with db.transaction() as conn:
             if not await delete_deal(conn, id=id, if_match=expected):
                 stored = await deal_version_and_dates(conn, id=id)
-                raise why_nothing_matched(id, stored, expected, None)
+                # a DELETE that matched nothing: absent or stale (never "nothing to change")
+                raise why_nothing_matched(id, stored, expected, None) or NotFound(
+                    f"deal {id} does not exist"
+                )

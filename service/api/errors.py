@@ -84,6 +84,10 @@ class PreconditionFailed(ApiError):
     status_code, code = 412, "PRECONDITION_FAILED"
 
 
+class PreconditionRequired(ApiError):
+    status_code, code = 428, "PRECONDITION_REQUIRED"
+
+
 class UnsupportedMediaType(ApiError):
     status_code, code = 415, "UNSUPPORTED_MEDIA_TYPE"
 
@@ -252,6 +256,7 @@ ERROR_DESCRIPTIONS = {
     412: "If-Match does not match the current version",
     413: "Body too large",
     415: "Unsupported content type",
+    428: "Neither If-Match nor a body version: a write must name the version it changes",
     422: "Validation failed; details name each failing field",
     503: "Database unavailable or no connection free in time (Retry-After set)",
     504: "Statement timeout",

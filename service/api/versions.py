@@ -9,6 +9,7 @@ or dates that are out of order once merged 422.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated
 
 from litestar.params import HeaderParameter
@@ -18,6 +19,7 @@ from service.api.errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
+    PreconditionRequired,
     Unprocessable,
 )
 from service.db.deal_writes import VersionAndDates
@@ -67,8 +69,16 @@ IfMatch = Annotated[
 
 
 def why_nothing_matched(
-    deal_id: int, stored: VersionAndDates | None, if_match: int | None, sent_version: int | None
-) -> ApiError:
+    deal_id: int,
+    stored: VersionAndDates | None,
+    if_match: int | None,
+    sent_version: int | None,
+    dates: tuple[date | None, date | None] = (None, None),
+) -> ApiError | None:
+    """Why a write matched no row; None when every check passes (a PATCH that changes nothing).
+
+    dates are the patch's (checkin_date, checkout_date), None where not sent.
+    """
     if stored is None:
         return NotFound(f"deal {deal_id} does not exist")
     if if_match is not None and stored.version != if_match:
@@ -83,7 +93,21 @@ def why_nothing_matched(
             code="VERSION_CONFLICT",
             details=[{"current_version": stored.version}],
         )
+    checkin = dates[0] or stored.checkin_date
+    checkout = dates[1] or stored.checkout_date
+    if checkout > checkin:
+        return None
     return Unprocessable(
         "checkout_date must be after checkin_date (judged on the stored deal with the patch)",
         details=[{"field": "checkout_date", "message": "must be after checkin_date"}],
     )
+
+
+def require_precondition(if_match: str | None, sent_version: int | None) -> None:
+    """428 when a write names no version: neither If-Match nor a body version."""
+    if if_match is None and sent_version is None:
+        raise PreconditionRequired(
+            "send the version you last read: If-Match with the deal's ETag, "
+            "or version in the body (PATCH), so that no change is overwritten blindly",
+            details=[{"field": "If-Match", "source": "header", "message": "is required"}],
+        )

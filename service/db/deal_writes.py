@@ -15,12 +15,13 @@ from typing import Any
 
 import msgspec
 
-from service.db.catalogue import Connection, Exec, One
+from service.db.catalogue import Connection, One, Value
 
 INSERT_DEAL = One("insert_deal")
 UPDATE_DEAL = One("update_deal")
 DEAL_VERSION_AND_DATES = One("deal_version_and_dates")
-REPLACE_DEAL_CATEGORIES = Exec("replace_deal_categories")
+REPLACE_DEAL_CATEGORIES = Value("replace_deal_categories")
+BUMP_DEAL_VERSION = One("bump_deal_version")
 DELETE_DEAL = One("delete_deal")
 
 # A deal's own columns, in the $n order of insert_deal ($2-$9) and update_deal ($4-$11).
@@ -58,7 +59,7 @@ async def update_deal(
     version: int | None,
     columns: Mapping[str, Any],
 ) -> int | None:
-    """The new version, or None when nothing matched (absent, stale or bad dates).
+    """The new version, or None when nothing matched (absent, stale, bad dates, or no change).
 
     `columns` holds the columns that change; the others stay as they are.
     if_match and version are checked when given.
@@ -78,8 +79,17 @@ async def deal_version_and_dates(conn: Connection, *, id: int) -> VersionAndDate
     )
 
 
-async def replace_deal_categories(conn: Connection, *, id: int, names: list[str]) -> None:
-    await REPLACE_DEAL_CATEGORIES(conn, id, names)
+async def replace_deal_categories(conn: Connection, *, id: int, names: list[str]) -> int:
+    """The number of links dropped and added: 0 when the deal had exactly these."""
+    changed: int = await REPLACE_DEAL_CATEGORIES(conn, id, names)
+    return changed
+
+
+async def bump_deal_version(conn: Connection, *, id: int) -> int:
+    """The deal's new version, for a change that touched only its categories."""
+    row = await BUMP_DEAL_VERSION(conn, id)
+    assert row is not None, "the deal was just read in this transaction"
+    return int(row["version"])
 
 
 async def delete_deal(conn: Connection, *, id: int, if_match: int | None) -> bool:
