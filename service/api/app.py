@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from service.api.categories import CategoriesController
@@ -17,6 +17,13 @@ from service.api.deals import DealsController
 from service.api.errors import handle_exception
 from service.api.health import HealthController
 from service.api.hotels import HotelsController
+from service.api.http import (
+    GZIP,
+    DocsAssetsController,
+    cors_config,
+    http_layer,
+    local_swagger_ui,
+)
 from service.api.stats import StatsCache, StatsController
 from service.compat import drop_litestar_error_docs, fix_options_allow
 from service.db.pool import Database
@@ -33,6 +40,7 @@ ROUTES: Sequence[ControllerRouterHandler] = [
     StatsController,
     HotelsController,
     CategoriesController,
+    DocsAssetsController,
 ]
 
 
@@ -67,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
+        compression_config=GZIP,
         openapi_config=OpenAPIConfig(
             title="Deals API",
             version="1.0.0",
@@ -77,7 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
             path="/docs",
             render_plugins=[
-                SwaggerRenderPlugin(path="/"),
+                local_swagger_ui(path="/"),
                 JsonRenderPlugin(path="/openapi.json"),
             ],
             use_handler_docstrings=True,
@@ -88,6 +97,8 @@ def create_app(settings: Settings) -> Litestar:
     )
     drop_litestar_error_docs(app)
     fix_options_allow(app)
+    # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
+    app.asgi_handler = http_layer(app.asgi_handler, cors_config(settings.cors_origins))
     return app
 
 
