@@ -232,6 +232,56 @@ def exchange(port: int, request: str) -> bytes:
     return b"".join(chunks)
 
 
+# --- If-None-Match ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "if_none_match", ['"1"', 'W/"1"', '"7", "1"', 'W/"7",W/"1"', "*", ' "9" , "1" ']
+)
+async def test_if_none_match_that_matches_is_304(
+    client: Client, known: Known, if_none_match: str
+) -> None:
+    id = known.deals[0].id
+    for method in ("GET", "HEAD"):
+        headers = {"If-None-Match": if_none_match}
+        response, body = await raw(client, method, f"/deals/{id}", **headers)
+        assert response.status_code == 304
+        assert body == b""
+        assert dict(response.headers) == {"etag": '"1"', "vary": "Accept-Encoding"}
+
+
+@pytest.mark.parametrize("if_none_match", ['"2"', 'W/"11"', '"1', "1", "", 'W/ "1"', '"1" "2"'])
+async def test_if_none_match_that_does_not_match_is_200(
+    client: Client, known: Known, if_none_match: str
+) -> None:
+    deal = known.deals[0]
+    response = await client.get(f"/deals/{deal.id}", headers={"If-None-Match": if_none_match})
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"1"'
+    assert response.json() == deal.json()
+
+
+async def test_if_none_match_after_a_change_is_200_with_the_new_etag(
+    client: Client, known: Known
+) -> None:
+    id = known.deals[0].id
+    changed = await client.patch(
+        f"/deals/{id}", json={"room_type": "Loft"}, headers={"If-Match": '"1"'}
+    )
+    assert changed.status_code == 200
+    stale = await client.get(f"/deals/{id}", headers={"If-None-Match": '"1"'})
+    assert stale.status_code == 200
+    assert stale.headers["etag"] == '"2"'
+    fresh = await client.get(f"/deals/{id}", headers={"If-None-Match": '"2"'})
+    assert fresh.status_code == 304
+
+
+async def test_if_none_match_star_on_an_absent_deal_is_404(client: Client, known: Known) -> None:
+    response = await client.get("/deals/999999", headers={"If-None-Match": "*"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
 # --- CORS ---------------------------------------------------------------------------
 
 LISTED = "https://app.example.com"

@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader, State
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.api.bodies import DealCreate, DealPatch, json_body, parse, read_json_body
 from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
@@ -51,7 +52,14 @@ from service.api.params import (
     price_range,
 )
 from service.api.responses import DealCursorPage, DealPage
-from service.api.versions import IfMatch, deal_etag, parse_if_match, why_nothing_matched
+from service.api.versions import (
+    IfMatch,
+    IfNoneMatch,
+    deal_etag,
+    none_match,
+    parse_if_match,
+    why_nothing_matched,
+)
 from service.db.catalogue import Connection
 from service.db.categories import list_categories
 from service.db.deal_writes import (
@@ -192,7 +200,13 @@ class DealsController(Controller):
         "/{id:int}",
         summary="One deal",
         operation_id="getDeal",
-        responses=error_responses(404, 422, 503, 504),
+        responses={
+            304: ResponseSpec(
+                data_container=None,
+                description="If-None-Match holds the current ETag: no body, the ETag again",
+            ),
+            **error_responses(404, 422, 503, 504),
+        },
         response_headers=[
             ResponseHeader(
                 name="ETag",
@@ -201,14 +215,20 @@ class DealsController(Controller):
             )
         ],
     )
-    async def deal_by_id(self, state: State, id: DealId) -> Response[Deal]:
-        """One deal with its hotel and category names; 404 when there is none."""
+    async def deal_by_id(
+        self, state: State, id: DealId, if_none_match: IfNoneMatch = None
+    ) -> Response[Deal]:
+        """One deal with its hotel and category names; 404 when there is none.
+        304 with no body when If-None-Match holds its ETag."""
         db: Database = state.db
         async with db.connection() as conn:
             deal = await get_deal(conn, id=id)
         if deal is None:
             raise NotFound(f"deal {id} does not exist")
-        return Response(deal, headers={"ETag": deal_etag(deal.version)})
+        etag = deal_etag(deal.version)
+        if none_match(if_none_match, etag):
+            return Response(None, status_code=304, headers={"ETag": etag})  # type: ignore[arg-type]
+        return Response(deal, headers={"ETag": etag})
 
     @post(
         "/",
