@@ -445,3 +445,51 @@ async def test_only_the_listed_assets_are_served(client: Client, name: str) -> N
     response = await client.get(f"/docs/assets/{name}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+# --- Link on cursor pages -----------------------------------------------------------
+
+
+def next_url(response: Any) -> str | None:
+    link = response.headers.get("link")
+    if link is None:
+        return None
+    match = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+    assert match is not None, link
+    return match[1]
+
+
+async def test_cursor_pages_link_to_the_next_page(client: Client, known: Known) -> None:
+    url: str | None = "/deals?city=paris&cursor=&sort=-price&limit=4"
+    ids: list[int] = []
+    pages = 0
+    while url is not None:
+        response = await client.get(url)
+        assert response.status_code == 200
+        body = response.json()
+        ids += [item["id"] for item in body["items"]]
+        pages += 1
+        link = next_url(response)
+        if body["next_cursor"] is None:
+            assert link is None
+            break
+        assert link == f"/deals?city=paris&cursor={body['next_cursor']}&sort=-price&limit=4"
+        url = link
+    paris = [d for d in known.deals if d.hotel["city"] == "Paris"]
+    assert sorted(ids) == sorted(d.id for d in paris)
+    assert len(ids) == len(set(ids))
+    assert pages == -(-len(paris) // 4)
+
+
+async def test_a_cursor_page_without_a_next_page_has_no_link(client: Client, known: Known) -> None:
+    response = await client.get("/deals?cursor=&limit=100")
+    assert response.status_code == 200
+    assert response.json()["next_cursor"] is None
+    assert "link" not in response.headers
+
+
+async def test_offset_pages_have_no_link(client: Client, known: Known) -> None:
+    response = await client.get("/deals?limit=2")
+    assert response.status_code == 200
+    assert response.json()["total"] == len(known.deals)
+    assert "link" not in response.headers

@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from service.api.bodies import DealCreate, DealPatch, json_body, parse, read_json_body
 from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
+from service.api.http import next_link
 from service.api.paging import (
     CursorError,
     Key,
@@ -123,9 +124,21 @@ class DealsController(Controller):
         summary="List deals",
         operation_id="listDeals",
         responses=error_responses(422, 503, 504),
+        response_headers=[
+            ResponseHeader(
+                name="Link",
+                description=(
+                    'On a cursor page that has a next page: </deals?...&cursor=...>; rel="next", '
+                    "this request's path and query with cursor set to next_cursor."
+                ),
+                required=False,
+                documentation_only=True,
+            )
+        ],
     )
     async def list_deals(
         self,
+        request: Request[Any, Any, Any],
         state: State,
         city: City = None,
         min_stars: MinStars = None,
@@ -138,7 +151,7 @@ class DealsController(Controller):
         limit: Limit = DEFAULT_LIMIT,
         count: Count = "exact",
         cursor: Cursor = None,
-    ) -> DealPage | DealCursorPage:
+    ) -> Response[DealPage | DealCursorPage]:
         """Deals matching every filter given, each with its hotel and category names.
 
         Without cursor: an offset page {items, total, skip, limit}. With cursor
@@ -161,7 +174,7 @@ class DealsController(Controller):
                     conn, sort=sort, filters=filters, key=None, last_id=None, limit=limit, skip=skip
                 )
                 total = await total_deals(conn, count, filters)
-            return DealPage(items=items, total=total, skip=skip, limit=limit)
+            return Response(DealPage(items=items, total=total, skip=skip, limit=limit))
 
         if skip:
             raise invalid("skip", "skip cannot be combined with cursor")
@@ -194,7 +207,8 @@ class DealsController(Controller):
             next_cursor = encode_cursor(
                 Position(sort=sort, key=sort_key(sort, last), last_id=last.id, filters=digest)
             )
-        return DealCursorPage(items=items, next_cursor=next_cursor)
+        link = {"Link": next_link(request, next_cursor)} if next_cursor is not None else None
+        return Response(DealCursorPage(items=items, next_cursor=next_cursor), headers=link)
 
     @get(
         "/{id:int}",

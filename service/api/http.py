@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
@@ -202,6 +202,28 @@ def http_layer(app: ASGIApp, cors: CORSConfig | None) -> ASGIApp:
         await app(inner, receive, send_wrapper)
 
     return layer
+
+
+# --- the Link of a cursor page ------------------------------------------------------
+
+
+def next_link(request: Request[Any, Any, Any], next_cursor: str) -> str:
+    """`Link: </deals?...&cursor=NEXT>; rel="next"`: the request's own path and query
+    string, every other parameter kept byte for byte and in place, cursor set to
+    next_cursor.
+
+    The URL is relative (path and query): RFC 8288 resolves it against the
+    request's URL, which stays right behind a proxy that rewrites the host.
+    next_cursor is URL-safe base64 and needs no escaping.
+    """
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    parts = [part for part in query.split("&") if part]
+    at = next((i for i, part in enumerate(parts) if part.split("=", 1)[0] == "cursor"), None)
+    if at is None:
+        parts.append(f"cursor={next_cursor}")
+    else:
+        parts[at] = f"cursor={next_cursor}"
+    return f'<{request.url.path}?{"&".join(parts)}>; rel="next"'
 
 
 # --- the docs' assets ---------------------------------------------------------------
