@@ -36,6 +36,8 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
 DatabaseUrl = Annotated[str, msgspec.Meta(pattern=DATABASE_URL_PATTERN)]
+# A browser's Origin: scheme://host[:port], no path; `*` in it is a wildcard (CORSConfig's).
+ORIGIN = re.compile(r"\*|https?://[^/?#\s,]+")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: Positive = 65536
     shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
     data_dir: Path = Path(".data")
+    cors_origins: tuple[str, ...] = ()  # none: CORS off
 
     def __post_init__(self) -> None:
         for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
@@ -68,6 +71,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"POOL_MIN_SIZE={self.pool_min_size} must not exceed "
                 f"POOL_MAX_SIZE={self.pool_max_size}"
             )
+        for origin in self.cors_origins:
+            if not ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"CORS_ORIGINS has {origin!r}, which is not an origin: "
+                    "scheme://host[:port] with no path (https://app.example.com), or *"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +84,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         variable keeps the default. Raises SettingsError."""
         env = os.environ if env is None else env
         raw = {field: value for var, field in ENV_VARS.items() if (value := env.get(var))}
-        fields = {**raw, "log_level": raw["log_level"].lower()} if "log_level" in raw else raw
+        fields: dict[str, Any] = dict(raw)
+        if "log_level" in raw:
+            fields["log_level"] = raw["log_level"].lower()
+        if "cors_origins" in raw:  # comma-separated
+            origins = raw["cors_origins"].split(",")
+            fields["cors_origins"] = [o.strip() for o in origins if o.strip()]
         try:
             return msgspec.convert(fields, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
@@ -101,6 +115,7 @@ ENV_VARS: dict[str, str] = {
     "MAX_BODY_BYTES": "max_body_bytes",
     "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
     "DEALS_DATA_DIR": "data_dir",
+    "CORS_ORIGINS": "cors_origins",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 

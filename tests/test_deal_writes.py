@@ -349,9 +349,9 @@ async def test_malformed_if_match_is_422(client: Client, known: Known) -> None:
 @pytest.mark.read_only
 async def test_options_lists_every_method_of_a_path(client: Client) -> None:
     expected = {
-        "/deals": "GET, OPTIONS, POST",
-        "/deals/1": "DELETE, GET, OPTIONS, PATCH",
-        "/health": "GET, OPTIONS",
+        "/deals": "GET, HEAD, OPTIONS, POST",
+        "/deals/1": "DELETE, GET, HEAD, OPTIONS, PATCH",
+        "/health": "GET, HEAD, OPTIONS",
     }
     for path, allow in expected.items():
         response = await client.options(path)

@@ -96,6 +96,7 @@ async def test_413_has_details_and_the_request_id(client: Client) -> None:
         ),
         ("/categories?x=1&a=2", ["a", "x"], "no query parameters"),
         ("/deals/1?limit=5", ["limit"], "no query parameters"),
+        ("/deals/1?if_none_match=1", ["if_none_match"], "no query parameters"),
         ("/hotels?name=Grand", ["name"], "city, count, limit, skip"),
     ],
 )

@@ -28,6 +28,7 @@ def test_defaults_when_nothing_is_set() -> None:
         max_body_bytes=65536,
         shutdown_drain_seconds=1.0,
         data_dir=Path(".data"),
+        cors_origins=(),
     )
 
 
@@ -51,6 +52,7 @@ def test_every_variable_is_read() -> None:
         "MAX_BODY_BYTES": "1",
         "SHUTDOWN_DRAIN_SECONDS": "0",
         "DEALS_DATA_DIR": "/var/lib/deals",
+        "CORS_ORIGINS": "https://app.example.com, http://localhost:3000,",
     }
     assert Settings.from_env(env) == Settings(
         database_url="postgres://u:p@db:5433/deals",
@@ -67,6 +69,7 @@ def test_every_variable_is_read() -> None:
         max_body_bytes=1,
         shutdown_drain_seconds=0.0,
         data_dir=Path("/var/lib/deals"),
+        cors_origins=("https://app.example.com", "http://localhost:3000"),
     )
 
 
@@ -140,6 +143,17 @@ def test_log_levels_in_any_case(level: str) -> None:
         ),
         ({"POOL_MIN_SIZE": "11"}, "POOL_MIN_SIZE=11 must not exceed POOL_MAX_SIZE=10"),
         ({"POOL_MAX_SIZE": "1"}, "POOL_MIN_SIZE=2 must not exceed POOL_MAX_SIZE=1"),
+        # an origin has no path, not even a trailing slash
+        (
+            {"CORS_ORIGINS": "https://app.example.com/"},
+            "CORS_ORIGINS has 'https://app.example.com/', which is not an origin: "
+            "scheme://host[:port] with no path (https://app.example.com), or *",
+        ),
+        (
+            {"CORS_ORIGINS": "http://localhost:3000,app.example.com"},
+            "CORS_ORIGINS has 'app.example.com', which is not an origin: "
+            "scheme://host[:port] with no path (https://app.example.com), or *",
+        ),
     ],
 )
 def test_a_bad_value_is_named_with_what_is_wrong(env: dict[str, str], message: str) -> None:
@@ -179,6 +193,8 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     assert sorted(table) == sorted(ENV_VARS)
     assert table.pop("DATABASE_URL").startswith("unset")
     assert Settings().database_url is None
+    assert table.pop("CORS_ORIGINS").startswith("unset")
+    assert Settings().cors_origins == ()
     for var, default in table.items():
         assert re.fullmatch(r"`[^`]+`", default), var
         assert Settings.from_env({var: default.strip("`")}) == Settings(), var

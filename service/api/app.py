@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from service.api.categories import CategoriesController
@@ -17,6 +17,13 @@ from service.api.deals import DealsController
 from service.api.errors import handle_exception
 from service.api.health import HealthController
 from service.api.hotels import HotelsController
+from service.api.http import (
+    GZIP,
+    DocsAssetsController,
+    cors_config,
+    http_layer,
+    local_swagger_ui,
+)
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
 from service.compat import drop_litestar_error_docs, fix_options_allow
@@ -34,6 +41,7 @@ ROUTES: Sequence[ControllerRouterHandler] = [
     StatsController,
     HotelsController,
     CategoriesController,
+    DocsAssetsController,
 ]
 
 
@@ -70,6 +78,7 @@ def create_app(settings: Settings) -> Litestar:
         before_request=reject_unknown_parameters,
         before_send=[echo_request_headers],
         request_max_body_size=settings.max_body_bytes,
+        compression_config=GZIP,
         openapi_config=OpenAPIConfig(
             title="Deals API",
             version="1.0.0",
@@ -80,7 +89,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
             path="/docs",
             render_plugins=[
-                SwaggerRenderPlugin(path="/"),
+                local_swagger_ui(path="/"),
                 JsonRenderPlugin(path="/openapi.json"),
             ],
             use_handler_docstrings=True,
@@ -91,6 +100,8 @@ def create_app(settings: Settings) -> Litestar:
     )
     drop_litestar_error_docs(app)
     fix_options_allow(app)
+    # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
+    app.asgi_handler = http_layer(app.asgi_handler, cors_config(settings.cors_origins))
     return app
 
 

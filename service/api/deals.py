@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader, State
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.api.bodies import (
     DealCreate,
@@ -30,6 +31,7 @@ from service.api.bodies import (
     read_json_body,
 )
 from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
+from service.api.http import next_link
 from service.api.paging import (
     CursorError,
     Key,
@@ -62,7 +64,9 @@ from service.api.params import (
 from service.api.responses import DealCursorPage, DealPage
 from service.api.versions import (
     IfMatch,
+    IfNoneMatch,
     deal_etag,
+    none_match,
     parse_if_match,
     require_precondition,
     why_nothing_matched,
@@ -130,9 +134,21 @@ class DealsController(Controller):
         summary="List deals",
         operation_id="listDeals",
         responses=error_responses(422, 503, 504),
+        response_headers=[
+            ResponseHeader(
+                name="Link",
+                description=(
+                    'On a cursor page that has a next page: </deals?...&cursor=...>; rel="next", '
+                    "this request's path and query with cursor set to next_cursor."
+                ),
+                required=False,
+                documentation_only=True,
+            )
+        ],
     )
     async def list_deals(
         self,
+        request: Request[Any, Any, Any],
         state: State,
         city: City = None,
         min_stars: MinStars = None,
@@ -146,7 +162,7 @@ class DealsController(Controller):
         limit: Limit = DEFAULT_LIMIT,
         count: Count = "exact",
         cursor: Cursor = None,
-    ) -> DealPage | DealCursorPage:
+    ) -> Response[DealPage | DealCursorPage]:
         """Deals matching every filter given, each with its hotel and category names.
 
         Without cursor: an offset page {items, total, skip, limit}. With cursor
@@ -171,16 +187,17 @@ class DealsController(Controller):
                 found = await find_deal_by_upstream_id(conn, filters=filters, deal_id=deal_id)
             matches = [] if found is None else [found]
             if cursor is not None:  # one page holds every match: no next cursor
-                return DealCursorPage(items=matches, next_cursor=None)
+                return Response(DealCursorPage(items=matches, next_cursor=None))
             total = None if count == "none" else len(matches)
-            return DealPage(items=matches[skip : skip + limit], total=total, skip=skip, limit=limit)
+            page = DealPage(items=matches[skip : skip + limit], total=total, skip=skip, limit=limit)
+            return Response(page)
         if cursor is None:
             async with db.connection() as conn:
                 items = await list_deals(
                     conn, sort=sort, filters=filters, key=None, last_id=None, limit=limit, skip=skip
                 )
                 total = await total_deals(conn, count, filters)
-            return DealPage(items=items, total=total, skip=skip, limit=limit)
+            return Response(DealPage(items=items, total=total, skip=skip, limit=limit))
 
         if skip:
             raise invalid("skip", "skip cannot be combined with cursor")
@@ -213,13 +230,20 @@ class DealsController(Controller):
             next_cursor = encode_cursor(
                 Position(sort=sort, key=sort_key(sort, last), last_id=last.id, filters=digest)
             )
-        return DealCursorPage(items=items, next_cursor=next_cursor)
+        link = {"Link": next_link(request, next_cursor)} if next_cursor is not None else None
+        return Response(DealCursorPage(items=items, next_cursor=next_cursor), headers=link)
 
     @get(
         "/{id:int}",
         summary="One deal",
         operation_id="getDeal",
-        responses=error_responses(404, 422, 503, 504),
+        responses={
+            304: ResponseSpec(
+                data_container=None,
+                description="If-None-Match holds the current ETag: no body, the ETag again",
+            ),
+            **error_responses(404, 422, 503, 504),
+        },
         response_headers=[
             ResponseHeader(
                 name="ETag",
@@ -228,14 +252,20 @@ class DealsController(Controller):
             )
         ],
     )
-    async def deal_by_id(self, state: State, id: DealId) -> Response[Deal]:
-        """One deal with its hotel and category names; 404 when there is none."""
+    async def deal_by_id(
+        self, state: State, id: DealId, if_none_match: IfNoneMatch = None
+    ) -> Response[Deal]:
+        """One deal with its hotel and category names; 404 when there is none.
+        304 with no body when If-None-Match holds its ETag."""
         db: Database = state.db
         async with db.connection() as conn:
             deal = await get_deal(conn, id=id)
         if deal is None:
             raise NotFound(f"deal {id} does not exist")
-        return Response(deal, headers={"ETag": deal_etag(deal.version)})
+        etag = deal_etag(deal.version)
+        if none_match(if_none_match, etag):
+            return Response(None, status_code=304, headers={"ETag": etag})  # type: ignore[arg-type]
+        return Response(deal, headers={"ETag": etag})
 
     @post(
         "/",

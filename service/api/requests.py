@@ -18,7 +18,7 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import ParameterKwarg
+from litestar.params import HeaderParameter, ParameterKwarg
 from litestar.types import Message, Scope
 
 from service.api.errors import Unprocessable
@@ -47,7 +47,9 @@ def query_parameters(handler: HTTPRouteHandler) -> frozenset[str]:
     names = set()
     for name, field in handler.parsed_fn_signature.parameters.items():
         kwarg = field.kwarg_definition
-        if not isinstance(kwarg, ParameterKwarg) or name in in_path:
+        if not isinstance(kwarg, ParameterKwarg) or isinstance(kwarg, HeaderParameter):
+            continue
+        if name in in_path:
             continue
         if kwarg.header is None and kwarg.cookie is None:
             names.add(kwarg.query or name)

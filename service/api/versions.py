@@ -68,6 +68,36 @@ IfMatch = Annotated[
 ]
 
 
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-None-Match",
+        required=False,
+        description=(
+            'ETags the client holds ("3", W/"3", a list of them, or *): 304 with no body '
+            "when one is the deal's current ETag."
+        ),
+    ),
+]
+
+
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether If-None-Match holds this ETag, by weak comparison as RFC 9110
+    13.1.2 says: `*` matches any current deal, W/"3" matches "3". A header
+    that is not a list of entity tags matches nothing: the client gets the
+    deal (200), never an error for a cache header. Our tags are digits, so a
+    comma always separates two tags."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    ours = ENTITY_TAG.match(etag)
+    listed = [ENTITY_TAG.match(part.strip()) for part in header.split(",") if part.strip()]
+    if ours is None or not listed or any(tag is None for tag in listed):
+        return False
+    return any(tag is not None and tag[2] == ours[2] for tag in listed)
+
+
 def why_nothing_matched(
     deal_id: int,
     stored: VersionAndDates | None,
