@@ -45,10 +45,11 @@ async def test_every_parameter_and_error_is_documented(schema: Any, path: str) -
     assert sorted(parameters) == sorted(PARAMS[path])
     for parameter in parameters.values():
         assert parameter["description"], parameter["name"]
-    assert sorted(operation["responses"]) == sorted(["200", *ERRORS[path]])
+    assert sorted(operation["responses"]) == sorted(["200", "500", *ERRORS[path]])
     for status in ERRORS[path]:
         content = operation["responses"][status]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert operation["responses"]["500"] == {"$ref": "#/components/responses/InternalError"}
     assert operation["description"]
 
 

@@ -17,8 +17,9 @@ from service.api.deals import DealsController
 from service.api.errors import handle_exception
 from service.api.health import HealthController
 from service.api.hotels import HotelsController
+from service.api.openapi import finish_openapi
 from service.api.stats import StatsCache, StatsController
-from service.compat import drop_litestar_error_docs, fix_options_allow
+from service.compat import fix_options_allow, keep_integer_bounds_exact
 from service.db.pool import Database
 from service.serve import drain_middleware
 from service.settings import Settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await db.close()
 
+    keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
@@ -86,7 +88,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,  # logging is configured once, by configure_logging
         middleware=[drain_middleware],
     )
-    drop_litestar_error_docs(app)
+    finish_openapi(app)
     fix_options_allow(app)
     return app
 

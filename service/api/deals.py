@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 
 from service.api.bodies import DealCreate, DealPatch, json_body, parse, read_json_body
 from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
@@ -51,7 +51,14 @@ from service.api.params import (
     price_range,
 )
 from service.api.responses import DealCursorPage, DealPage
-from service.api.versions import IfMatch, deal_etag, parse_if_match, why_nothing_matched
+from service.api.versions import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    IfMatch,
+    deal_etag,
+    parse_if_match,
+    why_nothing_matched,
+)
 from service.db.catalogue import Connection
 from service.db.categories import list_categories
 from service.db.deal_writes import (
@@ -193,13 +200,7 @@ class DealsController(Controller):
         summary="One deal",
         operation_id="getDeal",
         responses=error_responses(404, 422, 503, 504),
-        response_headers=[
-            ResponseHeader(
-                name="ETag",
-                description='The deal\'s version, quoted ("3"): send it as If-Match to change it.',
-                documentation_only=True,
-            )
-        ],
+        response_headers=[ETAG_HEADER],
     )
     async def deal_by_id(self, state: State, id: DealId) -> Response[Deal]:
         """One deal with its hotel and category names; 404 when there is none."""
@@ -217,6 +218,7 @@ class DealsController(Controller):
         operation_id="createDeal",
         operation_class=json_body(DealCreate, "The new deal; money as JSON strings."),
         responses=error_responses(400, 404, 409, 413, 415, 422, 503, 504),
+        response_headers=[ETAG_HEADER, LOCATION_HEADER],
     )
     async def create_deal(self, request: Request[Any, Any, Any], state: State) -> Response[Deal]:
         """201 with a Location header, the ETag and the deal as GET returns it."""
@@ -246,6 +248,7 @@ class DealsController(Controller):
         operation_id="updateDeal",
         operation_class=json_body(DealPatch, "Only the fields sent change."),
         responses=error_responses(400, 404, 409, 412, 413, 415, 422, 503, 504),
+        response_headers=[ETAG_HEADER],
     )
     async def update_deal(
         self,
