@@ -81,6 +81,16 @@ RULES = [
     ("original_price", "0.00", "must be greater than 0"),
     ("discount_percent", "100.01", "must be at most 100"),
     ("discount_percent", "-1", "must be at least 0"),
+    # Money is a JSON string in one plain form, as the schema says and answers use.
+    ("price_per_night", 129.99, 'must be a JSON string such as "129.99"'),
+    ("original_price", 150, 'must be a JSON string such as "129.99"'),
+    ("discount_percent", 15.5, 'must be a JSON string such as "15.5"'),
+    ("price_per_night", True, 'must be a JSON string such as "129.99"'),
+    ("price_per_night", "12,50", "must be a decimal number written as a JSON string such as"),
+    ("price_per_night", "1e2", "must be written as plain digits, without sign, exponent"),
+    ("original_price", "007.50", "must be written as plain digits"),
+    ("discount_percent", "+5", "must be written as plain digits"),
+    ("price_per_night", " 99.00", "must be written as plain digits"),
     ("room_type", "   ", "Expected `str` matching regex"),
     ("room_type", "", "Expected `str` of length >= 1"),
     ("hotel_id", 0, "Expected `int` >= 1"),
@@ -192,6 +202,18 @@ async def test_patch_changes_only_the_fields_sent(client: Client, known: Known) 
     assert response.headers["etag"] == f'"{after["version"]}"'
     unchanged = {k: v for k, v in after.items() if k not in ("price_per_night", "version")}
     assert unchanged == {k: v for k, v in before.items() if k not in ("price_per_night", "version")}
+
+
+async def test_patch_refuses_money_as_a_json_number(client: Client, known: Known) -> None:
+    deal = known.deals[3]
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"price_per_night": 88.8, "discount_percent": "5"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {"field": "price_per_night", "message": 'must be a JSON string such as "129.99"'}
+    ]
+    assert (await client.get(f"/deals/{deal.id}")).json()["version"] == 1
 
 
 async def test_patch_replaces_categories_in_the_same_transaction(

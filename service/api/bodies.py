@@ -12,6 +12,7 @@ so that the schema and the validation never drift.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from service.api.errors import BadRequest, Unprocessable, UnsupportedMediaType
 from service.db.deal_writes import DEAL_COLUMNS
 from service.types import (
+    PERCENT_PATTERN,
+    PRICE_PATTERN,
     CategoryNames,
     Day,
     Id,
@@ -97,6 +100,12 @@ _DECIMAL_RULES = {
     "original_price": price_problem,
     "discount_percent": percent_problem,
 }
+# The plain form of each (service/types.py), and an example for the messages.
+_DECIMAL_FORMS = {
+    "price_per_night": (re.compile(PRICE_PATTERN), "129.99"),
+    "original_price": (re.compile(PRICE_PATTERN), "129.99"),
+    "discount_percent": (re.compile(PERCENT_PATTERN), "15.5"),
+}
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -131,6 +140,28 @@ def _problem(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+def _decimal_problem(name: str, raw: Any) -> str | None:
+    """Why a money or percent value breaks its rule or its form, or None.
+
+    A JSON number is refused, not rounded or trusted: the schema says string,
+    and only a string keeps "129.90" exact through every client's JSON.
+    """
+    form, example = _DECIMAL_FORMS[name]
+    if not isinstance(raw, str):
+        return f'must be a JSON string such as "{example}"'
+    try:
+        value = msgspec.convert(raw, type=Decimal)
+    except msgspec.ValidationError:
+        return f'must be a decimal number written as a JSON string such as "{example}"'
+    reason = _DECIMAL_RULES[name](value)
+    if reason is None and not form.fullmatch(raw):
+        reason = (
+            f"must be written as plain digits, without sign, exponent or leading zeros, "
+            f'with at most 2 decimal places, such as "{example}"'
+        )
+    return reason
+
+
 def parse(body: bytes, struct: type[S]) -> S:
     """The request Struct, or a 400/422 naming every failing field."""
     raw = decode_json(body)
@@ -146,16 +177,16 @@ def parse(body: bytes, struct: type[S]) -> S:
             if info.required:
                 problems.append(_problem(name, "is required"))
             continue
+        if name in _DECIMAL_FORMS:
+            reason = _decimal_problem(name, raw[name])
+            if reason:
+                problems.append(_problem(name, reason))
+                continue
         try:
             values[name] = msgspec.convert(raw[name], type=info.type)
         except msgspec.ValidationError as exc:
             problems.append(_problem(name, str(exc).split(" - at ", 1)[0]))
             continue
-        rule = _DECIMAL_RULES.get(name)
-        if rule is not None and isinstance(values[name], Decimal):
-            reason = rule(values[name])
-            if reason:
-                problems.append(_problem(name, reason))
         if name == "room_type" and isinstance(values[name], str):
             values[name] = values[name].strip()
         if name == "categories" and isinstance(values[name], list):
