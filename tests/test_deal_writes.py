@@ -116,6 +116,21 @@ async def test_create_rejects_each_rule_naming_the_field(
     assert await conn.fetchval("SELECT count(*) FROM deals") == len(known.deals)
 
 
+async def test_an_integer_field_takes_a_number_with_no_fraction(
+    client: Client, known: Known
+) -> None:
+    # JSON Schema's integer, which the OpenAPI schema uses, includes 7.0.
+    body = new_deal(known, deal_id=7.0, hotel_id=float(known.hotels[2]["id"]))
+    response = await client.post("/deals", json=body)
+    assert response.status_code == 201
+    assert (response.json()["deal_id"], response.json()["hotel"]["id"]) == (
+        7,
+        known.hotels[2]["id"],
+    )
+    refused = await client.post("/deals", json=new_deal(known, hotel_id=2.5, deal_id=1e30))
+    assert sorted(fields_named(refused)) == ["deal_id", "hotel_id"]
+
+
 async def test_create_names_every_failing_field_at_once(client: Client, known: Known) -> None:
     body = new_deal(known, price_per_night="0", discount_percent="101", hotel_id=..., extra=1)
     response = await client.post("/deals", json=body)

@@ -95,6 +95,7 @@ class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 S = TypeVar("S", DealCreate, DealPatch)
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)  # JSON numbers stay exact
+_INTEGRAL_MAX = Decimal(2**64)  # past every integer field's range; a bigger one stays refused
 _DECIMAL_RULES = {
     "price_per_night": price_problem,
     "original_price": price_problem,
@@ -140,6 +141,18 @@ def _problem(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction as an int: JSON Schema's integer includes 1.0."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and abs(value) <= _INTEGRAL_MAX
+        and value == value.to_integral_value()
+    ):
+        return int(value)
+    return value
+
+
 def _decimal_problem(name: str, raw: Any) -> str | None:
     """Why a money or percent value breaks its rule or its form, or None.
 
@@ -183,7 +196,7 @@ def parse(body: bytes, struct: type[S]) -> S:
                 problems.append(_problem(name, reason))
                 continue
         try:
-            values[name] = msgspec.convert(raw[name], type=info.type)
+            values[name] = msgspec.convert(_integral(raw[name]), type=info.type)
         except msgspec.ValidationError as exc:
             problems.append(_problem(name, str(exc).split(" - at ", 1)[0]))
             continue
