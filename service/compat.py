@@ -7,15 +7,172 @@ grep for this module's names to find the call sites.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from types import FrameType
 
 from litestar import Litestar
-from litestar.openapi.spec import OpenAPIResponse, Schema
+from litestar._openapi.schema_generation import schema as litestar_schema
+from litestar._openapi.schema_generation.constrained_fields import (
+    create_numerical_constrained_field_schema,
+)
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, Operation, Reference, Schema
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 from uvicorn import Server
 from uvicorn.supervisors import multiprocess
+
+
+def operations(app: Litestar) -> Iterator[Operation]:
+    """Every operation of the app's OpenAPI document, whatever its method."""
+    for item in (app.openapi_schema.paths or {}).values():
+        for operation in (
+            item.get, item.put, item.post, item.delete, item.options, item.head, item.patch,
+            item.trace,
+        ):  # fmt: skip
+            if operation is not None:
+                yield operation
+
+
+_litestar_numeric_schema = create_numerical_constrained_field_schema
+
+
+def _numeric_schema_with_exact_bounds(
+    field_type: type[int] | type[float] | type[Decimal], kwarg_definition: KwargDefinition
+) -> Schema:
+    schema = _litestar_numeric_schema(field_type, kwarg_definition)
+    if issubclass(field_type, int):
+        for bound, keyword in (
+            ("le", "maximum"),
+            ("lt", "exclusive_maximum"),
+            ("ge", "minimum"),
+            ("gt", "exclusive_minimum"),
+            ("multiple_of", "multiple_of"),
+        ):
+            value = getattr(kwarg_definition, bound)
+            if isinstance(value, int):
+                setattr(schema, keyword, value)
+    return schema
+
+
+def keep_integer_bounds_exact() -> None:
+    """Write the bounds of an integer parameter as the integers they are.
+
+    Litestar 2.25 (litestar/_openapi/schema_generation/constrained_fields.py,
+    create_numerical_constrained_field_schema) documents a constrained int
+    whose annotation is a plain `int` (not `int | None`, whose bounds are
+    copied as given) with `float(le)`, `float(ge)`, `float(lt)`, `float(gt)`
+    and `float(multiple_of)`: `le=2**63 - 1` became `"maximum":
+    9.223372036854776e+18`, which is 2**63 (past bigint, and a float where
+    OpenAPI generators expect an integer), and `ge=1` became `1.0`. The
+    wrapper keeps Litestar's schema and puts the int bounds back; the module
+    attribute is replaced because SchemaCreator.for_constrained_field looks
+    the function up there on each call. Call it before the schema is built.
+    """
+    litestar_schema.create_numerical_constrained_field_schema = (  # type: ignore[attr-defined]
+        _numeric_schema_with_exact_bounds
+    )
+
+
+def _without_null(schema: Schema) -> Schema:
+    """`schema` with its `null` alternative merged away."""
+    if isinstance(schema.type, list) and OpenAPIType.NULL in schema.type:
+        kept = [t for t in schema.type if t != OpenAPIType.NULL]
+        schema.type = kept[0] if len(kept) == 1 else kept
+    alternatives = schema.one_of or schema.any_of
+    if not alternatives:
+        return schema
+    others = [
+        alt
+        for alt in alternatives
+        if not (isinstance(alt, Schema) and alt.type == OpenAPIType.NULL)
+    ]
+    if len(others) != 1 or len(others) == len(alternatives) or not isinstance(others[0], Schema):
+        return schema
+    schema.one_of = schema.any_of = None
+    for field in dataclasses.fields(others[0]):
+        value = getattr(others[0], field.name)
+        if value is not None and getattr(schema, field.name) is None:
+            setattr(schema, field.name, value)
+    return schema
+
+
+def string_parameters_are_never_null(app: Litestar) -> None:
+    """Document an optional text parameter as a string, not as `oneOf: [string, null]`.
+
+    Litestar 2.25 documents a parameter annotated `str | None` (query or
+    header) with the schema of the annotation, null included, so If-Match
+    read as "a string or null". No request can send that null: Litestar
+    converts the text of a parameter with msgspec, which keeps `null` as the
+    string "null" for `str | None` (If-Match: null is a malformed entity tag,
+    a 422), and leaving the parameter out is how a client says none, which
+    `required: false` already states. The constraints beside the oneOf
+    (pattern, maxLength, ...) stay. `int | None` and `bool | None`
+    parameters keep their null: msgspec does turn the text "null" into None
+    for them, so `?min_stars=null` means no filter, as documented.
+    """
+    for operation in operations(app):
+        for parameter in operation.parameters or []:
+            schema = getattr(parameter, "schema", None)
+            if isinstance(schema, Schema) and any(
+                isinstance(alt, Schema) and alt.type == OpenAPIType.STRING
+                for alt in schema.one_of or ()
+            ):
+                _without_null(schema)
+
+
+def fill_header_schemas(app: Litestar, headers: Mapping[str, OpenAPIHeader]) -> None:
+    """Give each documented response header its schema, by name.
+
+    Litestar 2.25 (litestar/_openapi/responses.py, set_success_response_headers)
+    derives a response header's schema only from `type(value)` of its
+    ResponseHeader, which has no schema field: a `documentation_only` header,
+    whose value differs per response (ETag, Location), is written with
+    neither schema nor content, which OpenAPI 3.1 forbids (validators refuse
+    the document). The header declared in `headers` under that name lends
+    its schema, and its description where the handler gave none.
+    """
+    for operation in operations(app):
+        for response in (operation.responses or {}).values():
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            for name, header in (response.headers or {}).items():
+                if not isinstance(header, OpenAPIHeader) or header.schema is not None:
+                    continue
+                known = headers.get(name)
+                if known is None:
+                    raise ValueError(f"no schema for the response header {name}")
+                header.schema = known.schema
+                header.description = header.description or known.description
+
+
+def add_response_headers(app: Litestar, status: str, headers: Mapping[str, OpenAPIHeader]) -> None:
+    """Declare `headers` on every response with this status.
+
+    Litestar 2.25's ResponseSpec (the `responses=` of a handler) has no
+    headers, so an error response cannot declare one (Retry-After on 503).
+    """
+    for operation in operations(app):
+        response = (operation.responses or {}).get(status)
+        if isinstance(response, OpenAPIResponse):
+            response.headers = {**(response.headers or {}), **headers}
+
+
+def add_response_everywhere(
+    app: Litestar, status: str, response: OpenAPIResponse | Reference
+) -> None:
+    """Document `response` under `status` on every operation that does not already.
+
+    Litestar 2.25 takes `responses=` per handler only (no app, router or
+    controller layer), and a 500 can follow any request.
+    """
+    for operation in operations(app):
+        if operation.responses is not None:
+            operation.responses.setdefault(status, response)
 
 
 def drop_litestar_error_docs(app: Litestar) -> None:
@@ -29,14 +186,13 @@ def drop_litestar_error_docs(app: Litestar) -> None:
     handler that can really answer 400 documents it the same way, which
     replaces Litestar's entry before this runs.
     """
-    for item in (app.openapi_schema.paths or {}).values():
-        for operation in (item.get, item.put, item.post, item.patch, item.delete):
-            responses = operation.responses if operation is not None else None
-            response = responses.get("400") if responses else None
-            if responses and isinstance(response, OpenAPIResponse) and response.content:
-                schema = next(iter(response.content.values())).schema
-                if isinstance(schema, Schema) and schema.description == "Validation Exception":
-                    del responses["400"]
+    for operation in operations(app):
+        responses = operation.responses
+        response = responses.get("400") if responses else None
+        if responses and isinstance(response, OpenAPIResponse) and response.content:
+            schema = next(iter(response.content.values())).schema
+            if isinstance(schema, Schema) and schema.description == "Validation Exception":
+                del responses["400"]
 
 
 def fix_options_allow(app: Litestar) -> None:

@@ -6,6 +6,11 @@ it cannot constrain a Decimal, so the money and percent rules (finite, range,
 at most 2 places) are checked by `decimal_problem`, field by field, so that a
 422 names every failing field. The same rules hold as CHECK constraints in
 the database.
+
+Money and percentages travel as JSON strings in one plain form, the one
+answers use: digits, no sign, exponent or leading zero, and at most 2
+decimal places. PRICE_PATTERN and PERCENT_PATTERN state that form and the
+range, so that the OpenAPI schema allows exactly what a write accepts.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 PRICE_MAX = Decimal("99999999.99")  # numeric(10, 2)
 PERCENT_MAX = Decimal(100)
-# Money as text: digits with at most 2 decimal places, at most numeric(10, 2)'s maximum.
+# A price filter as text: digits with at most 2 decimal places, at most numeric(10, 2)'s maximum.
 MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
-PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
+# A price in a body or an answer: above 0 and at most 99999999.99, in the plain form.
+PRICE_PATTERN = r"^([1-9][0-9]{0,7}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
+# A percentage in a body or an answer: 0 to 100, in the plain form.
+PERCENT_PATTERN = r"^(100(\.0{1,2})?|[1-9]?[0-9](\.[0-9]{1,2})?)$"
 NOT_BLANK_PATTERN = r"\S"
 CATEGORY_NAME_MAX = 100  # a longer name in a query or a body is refused before any SQL
 CITY_MAX = 200
@@ -59,7 +67,7 @@ Money = Annotated[
             "sent and returned as a JSON string."
         ),
         examples=["129.99"],
-        extra_json_schema={"pattern": MONEY_PATTERN},
+        extra_json_schema={"pattern": PRICE_PATTERN},
     ),
 ]
 Percent = Annotated[

@@ -82,6 +82,16 @@ RULES = [
     ("original_price", "0.00", "must be greater than 0"),
     ("discount_percent", "100.01", "must be at most 100"),
     ("discount_percent", "-1", "must be at least 0"),
+    # Money is a JSON string in one plain form, as the schema says and answers use.
+    ("price_per_night", 129.99, 'must be a JSON string such as "129.99"'),
+    ("original_price", 150, 'must be a JSON string such as "129.99"'),
+    ("discount_percent", 15.5, 'must be a JSON string such as "15.5"'),
+    ("price_per_night", True, 'must be a JSON string such as "129.99"'),
+    ("price_per_night", "12,50", "must be a decimal number written as a JSON string such as"),
+    ("price_per_night", "1e2", "must be written as plain digits, without sign, exponent"),
+    ("original_price", "007.50", "must be written as plain digits"),
+    ("discount_percent", "+5", "must be written as plain digits"),
+    ("price_per_night", " 99.00", "must be written as plain digits"),
     ("room_type", "   ", "must not be blank"),
     ("room_type", "", "Expected `str` of length >= 1"),
     ("hotel_id", 0, "Expected `int` >= 1"),
@@ -105,6 +115,21 @@ async def test_create_rejects_each_rule_naming_the_field(
     assert [d["field"] for d in details] == [field]
     assert details[0]["message"].startswith(message)
     assert await conn.fetchval("SELECT count(*) FROM deals") == len(known.deals)
+
+
+async def test_an_integer_field_takes_a_number_with_no_fraction(
+    client: Client, known: Known
+) -> None:
+    # JSON Schema's integer, which the OpenAPI schema uses, includes 7.0.
+    body = new_deal(known, deal_id=7.0, hotel_id=float(known.hotels[2]["id"]))
+    response = await client.post("/deals", json=body)
+    assert response.status_code == 201
+    assert (response.json()["deal_id"], response.json()["hotel"]["id"]) == (
+        7,
+        known.hotels[2]["id"],
+    )
+    refused = await client.post("/deals", json=new_deal(known, hotel_id=2.5, deal_id=1e30))
+    assert sorted(fields_named(refused)) == ["deal_id", "hotel_id"]
 
 
 async def test_create_names_every_failing_field_at_once(client: Client, known: Known) -> None:
@@ -207,6 +232,18 @@ async def test_patch_changes_only_the_fields_sent(client: Client, known: Known) 
     assert response.headers["etag"] == f'"{after["version"]}"'
     unchanged = {k: v for k, v in after.items() if k not in ("price_per_night", "version")}
     assert unchanged == {k: v for k, v in before.items() if k not in ("price_per_night", "version")}
+
+
+async def test_patch_refuses_money_as_a_json_number(client: Client, known: Known) -> None:
+    deal = known.deals[3]
+    response = await client.patch(
+        f"/deals/{deal.id}", json={"price_per_night": 88.8, "discount_percent": "5"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {"field": "price_per_night", "message": 'must be a JSON string such as "129.99"'}
+    ]
+    assert (await client.get(f"/deals/{deal.id}")).json()["version"] == 1
 
 
 async def test_patch_replaces_categories_in_the_same_transaction(

@@ -49,10 +49,11 @@ async def test_every_parameter_and_error_is_documented(schema: Any, path: str) -
     for parameter in parameters.values():
         assert parameter["description"], parameter["name"]
     not_modified = ["304"] if path == "/deals/{id}" else []  # If-None-Match
-    assert sorted(operation["responses"]) == sorted(["200", *not_modified, *ERRORS[path]])
+    assert sorted(operation["responses"]) == sorted(["200", "500", *not_modified, *ERRORS[path]])
     for status in ERRORS[path]:
         content = operation["responses"][status]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert operation["responses"]["500"] == {"$ref": "#/components/responses/InternalError"}
     assert operation["description"]
 
 

@@ -24,9 +24,10 @@ from service.api.http import (
     http_layer,
     local_swagger_ui,
 )
+from service.api.openapi import finish_openapi
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
-from service.compat import drop_litestar_error_docs, fix_options_allow
+from service.compat import fix_options_allow, keep_integer_bounds_exact
 from service.db.pool import Database
 from service.serve import drain_middleware
 from service.settings import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await db.close()
 
+    keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
@@ -98,7 +100,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,  # logging is configured once, by configure_logging
         middleware=[drain_middleware],
     )
-    drop_litestar_error_docs(app)
+    finish_openapi(app)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
     app.asgi_handler = http_layer(app.asgi_handler, cors_config(settings.cors_origins))

@@ -12,6 +12,7 @@ so that the schema and the validation never drift.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +25,8 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from service.api.errors import BadRequest, Unprocessable, UnsupportedMediaType, humane
 from service.db.deal_writes import DEAL_COLUMNS
 from service.types import (
+    PERCENT_PATTERN,
+    PRICE_PATTERN,
     CategoryNames,
     Day,
     Id,
@@ -98,10 +101,17 @@ class DealPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 S = TypeVar("S", DealCreate, DealPatch)
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)  # JSON numbers stay exact
+_INTEGRAL_MAX = Decimal(2**64)  # past every integer field's range; a bigger one stays refused
 _DECIMAL_RULES = {
     "price_per_night": price_problem,
     "original_price": price_problem,
     "discount_percent": percent_problem,
+}
+# The plain form of each (service/types.py), and an example for the messages.
+_DECIMAL_FORMS = {
+    "price_per_night": (re.compile(PRICE_PATTERN), "129.99"),
+    "original_price": (re.compile(PRICE_PATTERN), "129.99"),
+    "discount_percent": (re.compile(PERCENT_PATTERN), "15.5"),
 }
 
 
@@ -137,6 +147,40 @@ def _problem(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction as an int: JSON Schema's integer includes 1.0."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and abs(value) <= _INTEGRAL_MAX
+        and value == value.to_integral_value()
+    ):
+        return int(value)
+    return value
+
+
+def _decimal_problem(name: str, raw: Any) -> str | None:
+    """Why a money or percent value breaks its rule or its form, or None.
+
+    A JSON number is refused, not rounded or trusted: the schema says string,
+    and only a string keeps "129.90" exact through every client's JSON.
+    """
+    form, example = _DECIMAL_FORMS[name]
+    if not isinstance(raw, str):
+        return f'must be a JSON string such as "{example}"'
+    try:
+        value = msgspec.convert(raw, type=Decimal)
+    except msgspec.ValidationError:
+        return f'must be a decimal number written as a JSON string such as "{example}"'
+    reason = _DECIMAL_RULES[name](value)
+    if reason is None and not form.fullmatch(raw):
+        reason = (
+            f"must be written as plain digits, without sign, exponent or leading zeros, "
+            f'with at most 2 decimal places, such as "{example}"'
+        )
+    return reason
+
+
 def names_categories(raw: Any) -> bool:
     """Whether a decoded body names categories, which parse must then know to judge."""
     return isinstance(raw, dict) and isinstance(raw.get("categories"), list)
@@ -162,16 +206,16 @@ def parse(raw: Any, struct: type[S], *, known_categories: Sequence[str] | None =
             if info.required:
                 problems.append(_problem(name, "is required"))
             continue
+        if name in _DECIMAL_FORMS:
+            reason = _decimal_problem(name, raw[name])
+            if reason:
+                problems.append(_problem(name, reason))
+                continue
         try:
-            values[name] = msgspec.convert(raw[name], type=info.type)
+            values[name] = msgspec.convert(_integral(raw[name]), type=info.type)
         except msgspec.ValidationError as exc:
             problems.append(_problem(name, humane(str(exc).split(" - at ", 1)[0])))
             continue
-        rule = _DECIMAL_RULES.get(name)
-        if rule is not None and isinstance(values[name], Decimal):
-            reason = rule(values[name])
-            if reason:
-                problems.append(_problem(name, reason))
         if name == "room_type" and isinstance(values[name], str):
             values[name] = values[name].strip()
         if name == "categories" and isinstance(values[name], list):

@@ -63,6 +63,8 @@ from service.api.params import (
 )
 from service.api.responses import DealCursorPage, DealPage
 from service.api.versions import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
     IfMatch,
     IfNoneMatch,
     deal_etag,
@@ -181,7 +183,7 @@ class DealsController(Controller):
         )
         db: Database = state.db
         if deal_id is not None:
-            if cursor and skip:
+            if cursor is not None and skip:
                 raise invalid("skip", "skip cannot be combined with cursor")
             async with db.connection() as conn:
                 found = await find_deal_by_upstream_id(conn, filters=filters, deal_id=deal_id)
@@ -244,13 +246,7 @@ class DealsController(Controller):
             ),
             **error_responses(404, 422, 503, 504),
         },
-        response_headers=[
-            ResponseHeader(
-                name="ETag",
-                description='The deal\'s version, quoted ("3"): send it as If-Match to change it.',
-                documentation_only=True,
-            )
-        ],
+        response_headers=[ETAG_HEADER],
     )
     async def deal_by_id(
         self, state: State, id: DealId, if_none_match: IfNoneMatch = None
@@ -274,6 +270,7 @@ class DealsController(Controller):
         operation_id="createDeal",
         operation_class=json_body(DealCreate, "The new deal; money as JSON strings."),
         responses=error_responses(400, 404, 409, 413, 415, 422, 503, 504),
+        response_headers=[ETAG_HEADER, LOCATION_HEADER],
     )
     async def create_deal(self, request: Request[Any, Any, Any], state: State) -> Response[Deal]:
         """201 with a Location header, the ETag and the deal as GET returns it."""
@@ -302,6 +299,7 @@ class DealsController(Controller):
         operation_id="updateDeal",
         operation_class=json_body(DealPatch, "Only the fields sent change."),
         responses=error_responses(400, 404, 409, 412, 413, 415, 422, 428, 503, 504),
+        response_headers=[ETAG_HEADER],
     )
     async def update_deal(
         self,

@@ -12,6 +12,7 @@ import re
 from datetime import date
 from typing import Annotated
 
+from litestar.datastructures import ResponseHeader
 from litestar.params import HeaderParameter
 
 from service.api.errors import (
@@ -29,6 +30,23 @@ from service.types import INT_MAX
 def deal_etag(version: int) -> str:
     """The ETag of a deal at this version: the version, quoted ("3")."""
     return f'"{version}"'
+
+
+ETAG_PATTERN = r'^"[1-9][0-9]*"$'
+# The headers of a deal read or write, for `response_headers=`; their schemas
+# are filled in by service/api/openapi.py (Litestar 2 documents none).
+ETAG_HEADER = ResponseHeader(
+    name="ETag",
+    description='The deal\'s version, quoted ("3"): send it as If-Match to change the deal.',
+    documentation_only=True,
+    required=True,
+)
+LOCATION_HEADER = ResponseHeader(
+    name="Location",
+    description="The new deal's path, /deals/{id}.",
+    documentation_only=True,
+    required=True,
+)
 
 
 IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*")\s*$'
