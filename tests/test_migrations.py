@@ -260,6 +260,27 @@ def test_0007_builds_the_folded_city_index_outside_a_transaction(
     assert index_state(empty_db, "hotels_city_folded_idx") == []
 
 
+DROP_LOWER_CITY = "0008_drop_hotels_lower_city_idx"
+
+
+def test_0008_drops_the_lower_city_index_that_no_query_uses(empty_db: str, tmp_path: Path) -> None:
+    assert not [name for name, q in CATALOGUE.items() if "lower(h.city)" in q.sql]
+    folder = copy_migrations(tmp_path / "to_0008", 8)
+    (migration,) = [m for m in read_migrations(str(folder)) if m.id == DROP_LOWER_CITY]
+    migration.load()
+    assert migration.use_transactions is False
+
+    migrate.apply(empty_db, folder)
+    assert index_state(empty_db, "hotels_lower_city_idx") == []
+    assert index_state(empty_db, "hotels_city_folded_idx")[0][0]
+    assert migrate.rollback(empty_db, 1, folder) == [DROP_LOWER_CITY]
+    assert index_state(empty_db, "hotels_lower_city_idx") == [
+        (True, "CREATE INDEX hotels_lower_city_idx ON public.hotels USING btree (lower(city))")
+    ]
+    assert migrate.apply(empty_db, folder) == [DROP_LOWER_CITY]
+    assert index_state(empty_db, "hotels_lower_city_idx") == []
+
+
 # What production ran; an applied migration is never edited (CONTRIBUTING.md).
 BASELINE_SHA256 = {
     "0001_create_hotels": "06b3fa477cc3569a5c480c4b2570782b04f70a5ac28b7aff1e92e887832b2894",
