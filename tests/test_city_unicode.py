@@ -10,7 +10,9 @@ by U+0308 COMBINING DIAERESIS, the decomposed (NFD) form of "münchen".
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -21,8 +23,9 @@ from litestar.testing import AsyncTestClient
 from service import migrate
 from service.api.app import create_app
 from service.db.catalogue import CATALOGUE
+from service.load.steps import load_file
 from service.settings import Settings
-from tests import pg
+from tests import loadkit, pg
 
 Client = AsyncTestClient[Litestar]
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
@@ -259,3 +262,32 @@ async def test_the_city_filter_is_served_by_its_index(planner: Conn, name: str) 
         assert len(rows) == (4 if name == "list_hotels" else 20)
     else:
         assert await planner.fetchval(query.sql, *args) == (4 if name == "count_hotels" else 40)
+
+
+async def test_the_loader_stores_hotel_names_in_nfc(
+    client: Client, conn: Conn, database_url: str, tmp_path: Path
+) -> None:
+    decomposed = {"hotel_name": "Cafe\u0301 Isar", "hotel_city": "Mu\u0308nchen"}
+    records = [
+        loadkit.row(1, **decomposed, hotel_country="O\u0308sterreich", hotel_phone="+49 1"),
+        # The same hotel (phone), its later record precomposed: one hotel, stored once.
+        loadkit.row(2, hotel_name="Café Isar", hotel_city="München", hotel_phone="+49 1",
+                    hotel_country="Österreich", created_at="2026-01-16T10:00:00Z"),
+        # Another hotel decomposed, alone: stored composed all the same.
+        loadkit.row(3, hotel_name="A\u030arhus Inn", hotel_city="A\u030arhus",
+                    hotel_country="Danmark", hotel_phone="+45 1"),
+    ]  # fmt: skip
+    summary = await load_file(database_url, loadkit.write(tmp_path / "nfd.csv", records))
+    assert summary.rows_loaded == 3
+    rows = await conn.fetch("SELECT name, city, country FROM hotels ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("Café Isar", "München", "Österreich"),
+        ("Århus Inn", "Århus", "Danmark"),
+    ]
+    for row in rows:
+        for value in row:
+            assert unicodedata.is_normalized("NFC", value), ascii(value)
+    body = await get_ok(client, "/deals", city="MÜNCHEN", count="exact")
+    assert (sorted(d["deal_id"] for d in body["items"]), body["total"]) == ([1, 2], 2)
+    body = await get_ok(client, "/hotels", city="a\u030aRHUS", count="exact")
+    assert ([h["name"] for h in body["items"]], body["total"]) == (["Århus Inn"], 1)
