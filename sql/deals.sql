@@ -3,7 +3,7 @@
 -- so a page is one statement whatever its size.
 --
 -- The list queries share the filters $1-$6:
---   $1 city (case-insensitive, hotels_lower_city_idx), $2 min_stars,
+--   $1 city (hotels_city_folded_idx; how it matches: below), $2 min_stars,
 --   $3 price_min, $4 price_max (deals_price_id_idx), $5 category name,
 --   $6 is_available; NULL means "no filter". The pool plans every execution
 --   with its values (plan_cache_mode=force_custom_plan), so an absent filter
@@ -16,6 +16,27 @@
 -- and the filters above.
 -- The category filter in a page is a per-row probe of deal_categories_pkey,
 -- so a page stops after LIMIT rows instead of hashing every match first.
+--
+-- The city filter compares lower(upper(normalize(x, NFC) COLLATE "pg_c_utf8"))
+-- of the hotel's city and of $1, so it answers the same on every server
+-- whatever its default locale (the embedded one's is C, whose lower() folds
+-- ASCII only) or ICU build. normalize(, NFC) first: a decomposed "mu\u0308nchen"
+-- (u + combining diaeresis) or "I\u0307stanbul" becomes the precomposed form
+-- before its case is mapped. pg_c_utf8 maps case by Unicode's simple (one
+-- code point to one) mappings, the same on every 17+ server; upper() then
+-- lower() folds the letters that have two lower cases onto one:
+--   İstanbul, İSTANBUL, ISTANBUL, istanbul, ıstanbul all become "istanbul":
+--     simple lower(İ U+0130) is plain i (full mapping, pg_unicode_fast, gives
+--     i + U+0307, which would not match "istanbul"), and upper(ı U+0131) is I,
+--     so Turkish and non-Turkish spellings meet (Diyarbakır = DIYARBAKIR =
+--     DİYARBAKIR = diyarbakir); the cost is that ı and i are not told apart.
+--   Final sigma: Κως, ΚΩΣ, κωσ all become "κωσ" (ς -> Σ -> σ); with lower()
+--     alone "Κως" stayed "κως" and missed "ΚΩΣ".
+--   ß stays ß: Straße = STRAẞE = straße, but not STRASSE/strasse (ß -> ss is
+--     a full mapping; casefold() of PG 18's pg_unicode_fast does it, at the
+--     price of İ above and of PostgreSQL 18 on every server).
+--   Accents are kept: Sao Paulo does not match São Paulo.
+-- Migration 0007 indexes this expression; the query must spell it the same.
 
 -- name: get_deal :one
 -- GET /deals/{id}: one deal with its hotel and category names; deals_pkey.
@@ -44,7 +65,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -67,7 +89,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -92,7 +115,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -117,7 +141,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -142,7 +167,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -167,7 +193,8 @@ SELECT d.id, d.deal_id,
        d.created_at, d.version
 FROM deals d
 JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -186,7 +213,8 @@ LIMIT $9::int OFFSET $10::bigint
 SELECT count(*)
 FROM deals d
 LEFT JOIN hotels h ON h.id = d.hotel_id
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
@@ -204,7 +232,8 @@ FROM deal_categories dc
 JOIN deals d ON d.id = dc.deal_id
 LEFT JOIN hotels h ON h.id = d.hotel_id
 WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($5::text))
-  AND ($1::text IS NULL OR lower(h.city) = lower($1::text))
+  AND ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)

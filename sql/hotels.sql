@@ -8,16 +8,19 @@ WHERE h.id = $1::bigint
 
 -- name: list_hotels :many
 -- GET /hotels: a page of hotels by id, optionally in one city; hotels_pkey.
--- The city is matched case-insensitively through hotels_lower_city_idx.
+-- The city matches case- and normalization-insensitively through
+-- hotels_city_folded_idx, as the deal lists do (sql/deals.sql says how).
 -- Also EXPLAINed with $2 (limit) NULL for count=estimated.
 SELECT h.id, h.name, h.city, h.country, h.phone, h.star_rating
 FROM hotels h
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
 ORDER BY h.id
 LIMIT $2::int OFFSET $3::bigint
 
 -- name: count_hotels :val
--- GET /hotels?count=exact: how many hotels match; hotels_lower_city_idx.
+-- GET /hotels?count=exact: how many hotels match; hotels_city_folded_idx.
 SELECT count(*)
 FROM hotels h
-WHERE ($1::text IS NULL OR lower(h.city) = lower($1::text))
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))

@@ -351,12 +351,14 @@ WHERE e.record = r.record
 
 -- name: resolve_hotels :one
 -- One hotel per phone: the values of its record with the latest created_at, the
--- highest record breaking a tie. Two hash passes over load_rows, no big sort.
+-- highest record breaking a tie, name, city and country in NFC (normalized once per
+-- phone, not per record). Two hash passes over load_rows, no big sort.
 -- Returns the phones, and those whose records disagree on the hotel's values.
 WITH resolved AS (
     INSERT INTO load_hotels (phone, name, city, country, star_rating, record, first_record, disagree)
     SELECT DISTINCT ON (r.hotel_phone)
-           r.hotel_phone, r.hotel_name, r.hotel_city, r.hotel_country, r.hotel_star_rating,
+           r.hotel_phone, normalize(r.hotel_name, NFC), normalize(r.hotel_city, NFC),
+           normalize(r.hotel_country, NFC), r.hotel_star_rating,
            r.record, g.first_record, g.disagree
     FROM load_rows AS r
     JOIN (

@@ -60,7 +60,7 @@ def _located() -> Iterator[tuple[str, str]]:
     if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        with PostgresContainer("postgres:18-alpine", driver=None) as container:
             yield container.get_connection_url(), "testcontainers"
         return
     with tempfile.TemporaryDirectory(prefix="deals-test-pg-") as tmp:

@@ -203,16 +203,19 @@ def star_index(url: str) -> list[tuple[bool]]:
         ).fetchall()
 
 
-def test_0006_drops_and_rebuilds_the_index_outside_a_transaction(empty_db: str) -> None:
+def test_0006_drops_and_rebuilds_the_index_outside_a_transaction(
+    empty_db: str, tmp_path: Path
+) -> None:
     (migration,) = [m for m in read_migrations(str(migrate.migrations_dir())) if m.id == DROP_STARS]
     migration.load()
     assert migration.use_transactions is False  # yoyo read `-- transactional: false`
 
-    migrate.apply(empty_db)
+    folder = copy_migrations(tmp_path / "to_0006", BASELINE + 1)  # 0006 the newest
+    migrate.apply(empty_db, folder)
     assert star_index(empty_db) == []
-    assert migrate.rollback(empty_db, 1) == [DROP_STARS]
+    assert migrate.rollback(empty_db, 1, folder) == [DROP_STARS]
     assert star_index(empty_db) == [(True,)]  # CREATE INDEX CONCURRENTLY finished: valid
-    assert migrate.apply(empty_db) == [DROP_STARS]
+    assert migrate.apply(empty_db, folder) == [DROP_STARS]
     assert star_index(empty_db) == []
 
 
@@ -227,6 +230,59 @@ def test_0006_would_fail_inside_a_transaction(empty_db: str, tmp_path: Path) -> 
     with pytest.raises(psycopg.errors.ActiveSqlTransaction, match="transaction block"):
         migrate.apply(empty_db, folder)
     assert star_index(empty_db) == [(True,)]
+
+
+CITY_INDEX = "0007_hotels_city_folded_idx"
+
+
+def index_state(url: str, name: str) -> list[tuple[bool, str]]:
+    """The index as pg_index has it: [(valid, definition)], or [] when absent."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indexrelid = to_regclass(%s)",
+            (name,),
+        ).fetchall()
+
+
+def test_0007_builds_the_folded_city_index_outside_a_transaction(
+    empty_db: str, tmp_path: Path
+) -> None:
+    folder = copy_migrations(tmp_path / "to_0007", 7)
+    (migration,) = [m for m in read_migrations(str(folder)) if m.id == CITY_INDEX]
+    migration.load()
+    assert migration.use_transactions is False
+
+    migrate.apply(empty_db, folder)
+    ((valid, definition),) = index_state(empty_db, "hotels_city_folded_idx")
+    assert valid
+    assert definition == (
+        "CREATE INDEX hotels_city_folded_idx ON public.hotels USING btree "
+        "(lower(upper((NORMALIZE(city, NFC) COLLATE pg_c_utf8))))"
+    )
+    assert migrate.rollback(empty_db, 1, folder) == [CITY_INDEX]
+    assert index_state(empty_db, "hotels_city_folded_idx") == []
+
+
+DROP_LOWER_CITY = "0008_drop_hotels_lower_city_idx"
+
+
+def test_0008_drops_the_lower_city_index_that_no_query_uses(empty_db: str, tmp_path: Path) -> None:
+    assert not [name for name, q in CATALOGUE.items() if "lower(h.city)" in q.sql]
+    folder = copy_migrations(tmp_path / "to_0008", 8)
+    (migration,) = [m for m in read_migrations(str(folder)) if m.id == DROP_LOWER_CITY]
+    migration.load()
+    assert migration.use_transactions is False
+
+    migrate.apply(empty_db, folder)
+    assert index_state(empty_db, "hotels_lower_city_idx") == []
+    assert index_state(empty_db, "hotels_city_folded_idx")[0][0]
+    assert migrate.rollback(empty_db, 1, folder) == [DROP_LOWER_CITY]
+    assert index_state(empty_db, "hotels_lower_city_idx") == [
+        (True, "CREATE INDEX hotels_lower_city_idx ON public.hotels USING btree (lower(city))")
+    ]
+    assert migrate.apply(empty_db, folder) == [DROP_LOWER_CITY]
+    assert index_state(empty_db, "hotels_lower_city_idx") == []
 
 
 # What production ran; an applied migration is never edited (CONTRIBUTING.md).

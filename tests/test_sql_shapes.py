@@ -24,7 +24,8 @@ LISTS = [
     "find_deal_by_upstream_id",
 ]
 FILTERS = [  # $1-$6 in every list query, in this order
-    r"($1::text IS NULL OR lower(h.city) = lower($1::text))",
+    r'($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))'
+    r' = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))',
     r"($2::int IS NULL OR h.star_rating >= $2::int)",
     r"($3::numeric IS NULL OR d.price_per_night >= $3::numeric)",
     r"($4::numeric IS NULL OR d.price_per_night <= $4::numeric)",

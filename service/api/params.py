@@ -24,7 +24,10 @@ CountMode = Literal["exact", "estimated", "none"]
 City = Annotated[
     str | None,
     Parameter(
-        description="The hotel's city: a case-insensitive exact match.",
+        description=(
+            "The hotel's city, matched whatever its case or Unicode normalization "
+            "(MÜNCHEN and mu\\u0308nchen find München)."
+        ),
         min_length=1,
         max_length=CITY_MAX,
     ),
