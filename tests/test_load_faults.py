@@ -31,6 +31,11 @@ async def test_database_restarted_during_a_load_leaves_it_as_it_was(tmp_path: Pa
         generate.generate(big, 200_000, 150, seed=3)
         conn = await asyncpg.connect(url)
         before = await loadkit.snapshot(conn)
+        # Hold the load mid-transaction, deterministically: a SHARE lock on deals lets it
+        # COPY, check and write hotels, then makes its first write to deals wait.
+        # (from a connection of its own: pg_stat_activity keeps one snapshot per transaction)
+        locker = await asyncpg.connect(url)
+        await locker.execute("BEGIN; LOCK TABLE deals IN SHARE MODE")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "service", "load", str(big),
             cwd=ROOT, env={**os.environ, "DATABASE_URL": url},
@@ -39,13 +44,14 @@ async def test_database_restarted_during_a_load_leaves_it_as_it_was(tmp_path: Pa
         deadline = time.monotonic() + 120
         while not await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'deals-load' "
-            "AND state = 'active'"
+            "AND wait_event_type = 'Lock'"
         ):
             assert process.returncode is None, "the load ended before the restart"
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         await conn.close()
         server.stop()  # fast shutdown: the load's backend is terminated mid-work
+        locker.terminate()
         server.start()
         _out, err = await asyncio.wait_for(process.communicate(), timeout=120)
         assert process.returncode == 3, err.decode()
