@@ -83,10 +83,18 @@ COMMANDS = {
     "migrate status": ["migrate", "status"],
     "sql explain": ["sql", "explain", "list_categories"],
     "load": ["load", "deals.csv"],
+    "doctor": ["doctor"],
     "db url": ["db", "url"],  # prints the URL without connecting: only a malformed one fails
     "serve": ["serve", "--port", "0"],  # a reachable-or-not URL serves: see the test below
 }
-CONNECTING = ["migrate apply", "migrate rollback", "migrate status", "sql explain", "load"]
+CONNECTING = [
+    "migrate apply",
+    "migrate rollback",
+    "migrate status",
+    "sql explain",
+    "load",
+    "doctor",
+]
 
 CASES = [
     pytest.param(command, kind, id=f"{command}-{kind}")

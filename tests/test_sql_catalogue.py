@@ -57,6 +57,8 @@ async def test_every_query_prepares(conn: asyncpg.Connection[asyncpg.Record]) ->
     async with conn.transaction():
         # the loader's queries read its TEMP work tables, which live inside a load's transaction
         await load_sql.create_work_tables(conn)
+        # the doctor reads pg_stat_statements, which it installs where it is preloaded
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         for query in sqlcat.CATALOGUE.values():
             statement = await conn.prepare(query.sql)
             assert len(statement.get_parameters()) == query.params, query.name

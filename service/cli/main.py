@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from service.cli import generate, load, sql
+from service.cli import doctor, generate, load, sql
 from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("stop", help="stop the embedded server")
     db.set_defaults(handler=cmd_db)
 
-    for module in (sql, generate, load):
+    for module in (sql, generate, load, doctor):
         module.register(sub)
     return parser
 

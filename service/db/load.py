@@ -56,7 +56,8 @@ COUNT_REJECTED = Value("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
 COUNT_PROBLEMS = Value("count_problems")
 REJECTED_RECORDS = Many("rejected_records")
-ANALYZE_LOADED_TABLES = Exec("analyze_loaded_tables")
+FLUSH_LOAD_STATISTICS = Exec("flush_load_statistics")
+VACUUM_ANALYZE_LOADED_TABLES = Exec("vacuum_analyze_loaded_tables")
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -222,5 +223,10 @@ def rejected_records(conn: Connection, *, prefetch: int = 2000) -> Any:
     return REJECTED_RECORDS.cursor(conn, prefetch=prefetch)
 
 
-async def analyze_loaded_tables(conn: Connection) -> None:
-    await ANALYZE_LOADED_TABLES(conn)
+async def flush_load_statistics(conn: Connection) -> None:
+    await FLUSH_LOAD_STATISTICS(conn)
+
+
+async def vacuum_analyze_loaded_tables(conn: Connection) -> None:
+    """VACUUM (ANALYZE) of the tables a load wrote; outside any transaction (after the commit)."""
+    await VACUUM_ANALYZE_LOADED_TABLES(conn)

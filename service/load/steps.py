@@ -125,8 +125,9 @@ async def load_file(
             loader = Loader(conn, source, out, progress, skip_bad_rows, report_limit, row_fk_checks)
             summary = await loader.run(if_empty=if_empty, notify=notify, work_mem=work_mem)
             if not summary.skipped:
-                progress.phase("analyze")
-                await sql.analyze_loaded_tables(conn)
+                progress.phase("vacuum")
+                await sql.flush_load_statistics(conn)
+                await sql.vacuum_analyze_loaded_tables(conn)
         except (ConnectionError, asyncpg.ConnectionDoesNotExistError) as exc:
             raise DatabaseUnavailable(f"lost the database connection: {exc}") from None
         except (asyncio.CancelledError, asyncpg.InterfaceError):
