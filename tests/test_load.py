@@ -326,3 +326,28 @@ async def test_cli_prints_a_summary_and_json(database_url: str, tmp_path: Path) 
         "rejects_file", "foreign_key_checks", "skipped",
     }  # fmt: skip
     assert (summary["rows_read"], summary["deals_unchanged"]) == (7, 7)
+
+
+async def test_a_vacuum_that_fails_after_the_commit_is_a_warning_not_a_failed_load(
+    database_url: str,
+) -> None:
+    from service.load.steps import ConnectionWatchdog, vacuum_after_commit
+
+    conn = await asyncpg.connect(database_url)
+    killer = await asyncpg.connect(database_url)
+    said: list[str] = []
+    try:
+        watchdog = ConnectionWatchdog(conn)
+        assert await vacuum_after_commit(conn, watchdog, said.append) is True
+        assert said == []
+        await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        assert await vacuum_after_commit(conn, watchdog, said.append) is False
+        watchdog.stop()
+    finally:
+        await killer.close()
+        conn.terminate()
+    assert len(said) == 1
+    assert said[0].startswith("warning: the load is committed, but its VACUUM (ANALYZE) failed (")
+    assert said[0].endswith(
+        "); run it by hand: VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
+    )

@@ -126,8 +126,7 @@ async def load_file(
             summary = await loader.run(if_empty=if_empty, notify=notify, work_mem=work_mem)
             if not summary.skipped:
                 progress.phase("vacuum")
-                await sql.flush_load_statistics(conn)
-                await sql.vacuum_analyze_loaded_tables(conn)
+                await vacuum_after_commit(conn, watchdog, notify)
         except (ConnectionError, asyncpg.ConnectionDoesNotExistError) as exc:
             raise DatabaseUnavailable(f"lost the database connection: {exc}") from None
         except (asyncio.CancelledError, asyncpg.InterfaceError):
@@ -149,6 +148,37 @@ async def load_file(
         rows_per_second=round(summary.rows_read / seconds, 1) if seconds > 0 else 0.0,
         rejects_file=str(rejects) if rejects is not None and not summary.skipped else None,
     )
+
+
+VACUUM_BY_HAND = "VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
+
+
+async def vacuum_after_commit(
+    conn: Connection, watchdog: ConnectionWatchdog, notify: Callable[[str], None] | None
+) -> bool:
+    """VACUUM (ANALYZE) what the load wrote; False, with a warning, when that fails.
+
+    The load is committed by then: a failure here (the server restarting, a
+    lock, a cancel) must not report a failed load, only the step to run by hand.
+    """
+    try:
+        await sql.flush_load_statistics(conn)
+        await sql.vacuum_analyze_loaded_tables(conn)
+    except asyncio.CancelledError:
+        if not watchdog.lost:
+            raise
+        watchdog.forgive()
+        failure = "the connection was lost"
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
+        failure = f"{exc.__class__.__name__}: {exc}"
+    else:
+        return True
+    if notify is not None:
+        notify(
+            f"warning: the load is committed, but its VACUUM (ANALYZE) failed ({failure}); "
+            f"run it by hand: {VACUUM_BY_HAND}"
+        )
+    return False
 
 
 class ConnectionWatchdog:
