@@ -10,7 +10,7 @@ SAMPLE ?= $(or $(DEALS_DATA_DIR),.data)/sample.csv
 
 .DEFAULT_GOAL := help
 .PHONY: help install run serve sample test lint typecheck pytest migrate rollback migration \
-        migrate-status db-start db-stop db-url lock bench bench-load image-check clean
+        migrate-status db-start db-stop db-url lock bench bench-load image-check rules-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -37,11 +37,17 @@ serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 
 test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
 
-lint: install ## ruff, ruff format --check, the import layers (lint-imports), squawk on the migrations
+lint: install ## ruff, ruff format --check, the import layers (lint-imports), squawk on the migrations, promtool on the alert rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/squawk migrations/*.sql
+	@if command -v promtool >/dev/null; then \
+	    echo "promtool check rules + test rules (ops/prometheus)"; \
+	    promtool check rules ops/prometheus/alerts.yml && promtool test rules ops/prometheus/alerts.test.yml; \
+	else \
+	    echo "promtool not found: alert rules not checked (make rules-check installs it)"; \
+	fi
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy
@@ -76,6 +82,9 @@ bench-load: install ## deals load vs a plain psql \copy (the floor), 50k and 1M 
 
 image-check: install ## build the image with podman (no engine or registry needed; root) and run it on API_PORT 8765
 	bash ops/image-check.sh
+
+rules-check: ## promtool check + unit-test ops/prometheus/alerts.yml (installs Debian's prometheus package when promtool is missing; root)
+	bash ops/rules-check.sh
 
 lock: ## re-pin constraints.txt from a fresh resolve of pyproject.toml
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
