@@ -21,11 +21,17 @@ class MigrationState:
     applied: bool
 
 
+APPLICATION_NAME = "deals-migrate"
+
+
 def yoyo_url(database_url: str) -> str:
-    """yoyo picks its driver from the scheme: psycopg 3 for PostgreSQL."""
+    """yoyo picks its driver from the scheme: psycopg 3 for PostgreSQL. The connection
+    names itself deals-migrate, so that pg_stat_activity tells who is who."""
     scheme, rest = database_url.split("://", 1)
     if scheme in {"postgres", "postgresql"}:
         scheme = "postgresql+psycopg"
+    if "application_name=" not in rest:
+        rest += ("&" if "?" in rest else "?") + f"application_name={APPLICATION_NAME}"
     return f"{scheme}://{rest}"
 
 

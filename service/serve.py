@@ -10,12 +10,18 @@ on cleanly, then lets uvicorn finish requests in flight and close the pool.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import multiprocess
 
+from service import logs
 from service.compat import DRAINING, DrainingServer, drain_uvicorn_workers
 from service.settings import Settings
 
@@ -39,7 +45,24 @@ def drain_middleware(app: Any) -> Any:
     return middleware
 
 
+def metrics_folder(workers: int) -> None:
+    """With several workers, where they write their metrics (prometheus-client's multiprocess
+    mode): PROMETHEUS_MULTIPROC_DIR when set, else a new temporary folder; emptied first, so
+    one run's counts do not mix with another's. One worker keeps its figures in memory."""
+    if workers <= 1:
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="deals-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # the spawned workers inherit it
+
+
 def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    metrics_folder(workers)
     config = uvicorn.Config(
         "service.api.app:app_from_env",
         factory=True,
@@ -47,6 +70,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=logs.config(settings),
         loop="uvloop",
         http="httptools",
         access_log=False,

@@ -25,6 +25,7 @@ class SettingsError(ValueError):
 
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 
 DATABASE_URL_PATTERN = "^postgres(ql)?://"
 # What a pattern asks for, in words: the message when a value does not match it.
@@ -55,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_max_waiters: NonNegative = 1000
     statement_timeout_ms: NonNegative = 5000  # 0: no timeout, as in PostgreSQL
     log_level: LogLevel = "info"
+    log_format: LogFormat = "text"  # json: every log line one JSON object
+    access_log: bool = True  # one line per request
+    metrics: bool = True  # GET /metrics and the measures behind it
+    idle_in_transaction_timeout_ms: NonNegative = 60_000  # 0: none, as in PostgreSQL
     stats_cache_seconds: SecondsOrZero = 0.0  # 0: no cache
     max_body_bytes: Positive = 65536
     shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
@@ -90,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "cors_origins" in raw:  # comma-separated
             origins = raw["cors_origins"].split(",")
             fields["cors_origins"] = [o.strip() for o in origins if o.strip()]
+        if "log_format" in raw:
+            fields["log_format"] = raw["log_format"].lower()
         try:
             return msgspec.convert(fields, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
@@ -111,6 +118,10 @@ ENV_VARS: dict[str, str] = {
     "POOL_MAX_WAITERS": "pool_max_waiters",
     "STATEMENT_TIMEOUT_MS": "statement_timeout_ms",
     "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "log_format",
+    "ACCESS_LOG": "access_log",
+    "METRICS": "metrics",
+    "IDLE_IN_TRANSACTION_TIMEOUT_MS": "idle_in_transaction_timeout_ms",
     "STATS_CACHE_SECONDS": "stats_cache_seconds",
     "MAX_BODY_BYTES": "max_body_bytes",
     "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
@@ -148,6 +159,8 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str]) -> str:
         except msgspec.ValidationError:
             return f"{var}={value!r} is not a valid {kind.__name__}"
         return f"{var}={value} {_bounds(info)}"
+    if isinstance(info, mi.BoolType):
+        return f"{var}={value!r} is not a boolean: use true or false"
     if isinstance(info, mi.LiteralType):  # in the order declared, not msgspec's sorted one
         allowed = get_args(get_type_hints(Settings)[field])
         return f"{var}={value!r} is not one of {', '.join(map(str, allowed))}"

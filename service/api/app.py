@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
 
+from service import logs
 from service.api.categories import CategoriesController
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
@@ -24,6 +25,7 @@ from service.api.http import (
     http_layer,
     local_swagger_ui,
 )
+from service.api.metrics import instrument, metrics_page, pool_gauges
 from service.api.openapi import finish_openapi
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
@@ -46,13 +48,6 @@ ROUTES: Sequence[ControllerRouterHandler] = [
 ]
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-
-
 def create_app(settings: Settings) -> Litestar:
     """The app for these settings; the lifespan owns the database pool."""
     db = Database(settings)
@@ -66,9 +61,11 @@ def create_app(settings: Settings) -> Litestar:
             await db.close()
 
     keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
+    routes = [*ROUTES, metrics_page] if settings.metrics else ROUTES
+    lifespans = [lifespan, lambda _app: pool_gauges(db)] if settings.metrics else [lifespan]
     app = Litestar(
-        route_handlers=ROUTES,
-        lifespan=[lifespan],
+        route_handlers=routes,
+        lifespan=lifespans,
         state=State(
             {
                 "db": db,
@@ -97,12 +94,14 @@ def create_app(settings: Settings) -> Litestar:
             use_handler_docstrings=True,
         ),
         debug=False,
-        logging_config=None,  # logging is configured once, by configure_logging
+        logging_config=None,  # logging is configured once, by service.logs
         middleware=[drain_middleware],
     )
     finish_openapi(app)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
+    # Measured inside the HTTP layer: it sees the scope the router fills (path_template).
+    instrument(app, metrics=settings.metrics, access_log=settings.access_log)
     app.asgi_handler = http_layer(app.asgi_handler, cors_config(settings.cors_origins))
     return app
 
@@ -110,5 +109,5 @@ def create_app(settings: Settings) -> Litestar:
 def app_from_env() -> Litestar:
     """The uvicorn factory: settings from the environment (DATABASE_URL is set by `deals serve`)."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    logs.configure(settings)
     return create_app(settings)

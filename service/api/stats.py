@@ -19,6 +19,7 @@ from litestar import Controller, get
 from litestar.datastructures import State
 
 from service.api.errors import error_responses
+from service.api.metrics import count_stats_cache
 from service.api.params import (
     CategoryName,
     IsAvailable,
@@ -57,9 +58,11 @@ class StatsCache:
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[Stats]]) -> Stats:
         if self.ttl <= 0:
+            count_stats_cache(hit=False)
             return await compute()
         now = self._clock()
         entry = self._entries.get(key)
+        count_stats_cache(hit=entry is not None and entry[0] > now)
         if entry is not None and entry[0] > now:
             self._entries.move_to_end(key)
             future = entry[1]

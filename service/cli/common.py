@@ -3,12 +3,14 @@ the one line a user sees when the database cannot be reached."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 from urllib.parse import urlsplit
 
 from service.embedded import EmbeddedPostgres
+from service.logs import JsonFormatter
 from service.settings import Settings, redact_url
 
 
@@ -21,7 +23,26 @@ class DatabaseUnreachable(Exception):
         super().__init__(f"cannot connect to the database at {redact_url(url)}: {what}")
 
 
+_JSON = {"lines": False}
+
+
+def json_lines(on: bool) -> None:
+    """With LOG_FORMAT=json, what `deals` says on stderr is one JSON object a line too."""
+    _JSON["lines"] = on
+
+
 def say(message: str) -> None:
+    if _JSON["lines"]:
+        level = logging.ERROR if message.startswith("error:") else logging.INFO
+        record = logging.makeLogRecord(
+            {
+                "name": "service.cli",
+                "levelno": level,
+                "levelname": logging.getLevelName(level),
+                "msg": message,
+            }
+        )
+        message = JsonFormatter().format(record)
     print(message, file=sys.stderr)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Callable, Sequence
 
-from service.cli import doctor, generate, load, sql
+from service import logs
+from service.cli import common, doctor, generate, load, sql
 from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         say(f"error: {exc}")
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
-    logging.getLogger("yoyo").setLevel(logging.WARNING)
+    logs.configure(settings)
+    common.json_lines(settings.log_format == "json")
     handler: Handler = args.handler
     try:
         return handler(args, settings)

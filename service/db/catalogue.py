@@ -17,10 +17,12 @@ that calls a query the wrong way cannot even load.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 # A connection of the pool or one of its own (the loader's, a test's).
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Record: TypeAlias = "asyncpg.Record"
+T = TypeVar("T")
 
 Kind = Literal["one", "many", "val", "exec", "execrows"]
 KINDS: frozenset[str] = frozenset({"one", "many", "val", "exec", "execrows"})
@@ -170,6 +173,19 @@ def rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+# Called after every statement run through a kind helper, with the query's name, its
+# duration in seconds, and the SQLSTATE (or exception class) when it failed: metrics
+# and per-request counters hook in here, so every query is measured in one place.
+QueryObserver = Callable[[str, float, str | None], None]
+QUERY_OBSERVERS: list[QueryObserver] = []
+
+
+def observe_queries(observer: QueryObserver) -> None:
+    """Register an observer of every statement (once, however often it is asked)."""
+    if observer not in QUERY_OBSERVERS:
+        QUERY_OBSERVERS.append(observer)
+
+
 class _Statement:
     kind: Kind
 
@@ -181,6 +197,21 @@ class _Statement:
     def __repr__(self) -> str:
         return f"<{self.name} :{self.kind}>"
 
+    async def _timed(self, run: Awaitable[T]) -> T:
+        if not QUERY_OBSERVERS:
+            return await run
+        started = perf_counter()
+        try:
+            result = await run
+        except Exception as exc:
+            failed = getattr(exc, "sqlstate", None) or exc.__class__.__name__
+            for observe in QUERY_OBSERVERS:
+                observe(self.name, perf_counter() - started, failed)
+            raise
+        for observe in QUERY_OBSERVERS:
+            observe(self.name, perf_counter() - started, None)
+        return result
+
 
 class One(_Statement):
     """:one: the row, or None when there is none."""
@@ -188,7 +219,7 @@ class One(_Statement):
     kind = "one"
 
     async def __call__(self, conn: Connection, *args: Any) -> Record | None:
-        return await conn.fetchrow(self.sql, *args)
+        return await self._timed(conn.fetchrow(self.sql, *args))
 
 
 class Many(_Statement):
@@ -197,7 +228,7 @@ class Many(_Statement):
     kind = "many"
 
     async def __call__(self, conn: Connection, *args: Any) -> list[Record]:
-        return await conn.fetch(self.sql, *args)
+        return await self._timed(conn.fetch(self.sql, *args))
 
     def cursor(self, conn: Connection, *args: Any, prefetch: int) -> CursorFactory[Record]:
         """The rows streamed in batches of `prefetch`; needs an open transaction."""
@@ -205,7 +236,7 @@ class Many(_Statement):
 
     async def estimate(self, conn: Connection, *args: Any) -> int:
         """The planner's estimate of the rows it returns (EXPLAIN: nothing runs)."""
-        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args)
+        plan = await self._timed(conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args))
         return int(msgspec.json.decode(plan)[0]["Plan"]["Plan Rows"])
 
 
@@ -215,7 +246,7 @@ class Value(_Statement):
     kind = "val"
 
     async def __call__(self, conn: Connection, *args: Any) -> Any:
-        return await conn.fetchval(self.sql, *args)
+        return await self._timed(conn.fetchval(self.sql, *args))
 
 
 class Exec(_Statement):
@@ -224,7 +255,7 @@ class Exec(_Statement):
     kind = "exec"
 
     async def __call__(self, conn: Connection, *args: Any) -> None:
-        await conn.execute(self.sql, *args)
+        await self._timed(conn.execute(self.sql, *args))
 
 
 class ExecRows(_Statement):
@@ -233,4 +264,4 @@ class ExecRows(_Statement):
     kind = "execrows"
 
     async def __call__(self, conn: Connection, *args: Any) -> int:
-        return rowcount(await conn.execute(self.sql, *args))
+        return rowcount(await self._timed(conn.execute(self.sql, *args)))

@@ -68,6 +68,9 @@ class Database:
             server_settings={
                 "application_name": "deals-api",
                 "statement_timeout": str(s.statement_timeout_ms),
+                # a transaction left open (a bug, a stuck client) ends instead of
+                # holding its locks and its connection forever
+                "idle_in_transaction_session_timeout": str(s.idle_in_transaction_timeout_ms),
                 # Plan each execution with its values: the optional filters
                 # `($1 IS NULL OR ...)` then fold away and the given ones use
                 # their indexes. A cached generic plan cannot, and PostgreSQL

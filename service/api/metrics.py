@@ -1,0 +1,239 @@
+"""Prometheus metrics (GET /metrics), Server-Timing and the access log, for every request.
+
+The names are the operators' contract (shared/spec/ops.md). Every request is
+measured by one ASGI wrapper around the whole app, so unknown routes and
+errors count too; its route label is the route's template (`/deals/{id}`),
+never the raw path, so the number of series stays flat whatever ids clients
+send. Every statement is measured where it runs (service/db/catalogue.py
+calls `observe_query`), which also counts the statements of the request.
+
+With `deals serve --workers N` each worker writes its figures to files in
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode, set up by
+`deals serve`), and one scrape of any worker reads them all; a worker that
+restarts loses no count. The pool gauges are refreshed by each worker every
+second and summed over live workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+from litestar import Litestar, Response, get
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from service.api.request_id import request_id
+from service.db.catalogue import observe_queries
+from service.db.pool import Database
+
+access = logging.getLogger("service.access")
+
+# The text format generate_latest writes (Litestar adds the charset).
+TEXT_FORMAT = "text/plain; version=0.0.4"
+UNMATCHED = "unmatched"  # the route label of a request no route answered
+LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to its last byte.",
+    ["method", "route"],
+    buckets=LATENCY,
+)
+QUERIES_PER_REQUEST = Histogram(
+    "db_queries_per_request",
+    "SQL statements one request ran.",
+    ["route"],
+    buckets=(0, 1, 2, 3, 4, 5, 8, 13, 21, 34, 55),
+)
+QUERY_DURATION = Histogram(
+    "db_query_duration_seconds", "Time of one named query.", ["query"], buckets=LATENCY
+)
+QUERY_ERRORS = Counter(
+    "db_query_errors_total", "Named queries that failed, by SQLSTATE.", ["query", "sqlstate"]
+)
+POOL_CONNECTIONS = Gauge(
+    "db_pool_connections", "Pool connections by state.", ["state"], multiprocess_mode="livesum"
+)
+POOL_MAX = Gauge(
+    "db_pool_max_size", "Most connections the pools may open.", [], multiprocess_mode="livesum"
+)
+POOL_WAITERS = Gauge(
+    "db_pool_waiters", "Requests waiting for a connection.", [], multiprocess_mode="livesum"
+)
+STATS_CACHE = Counter(
+    "stats_cache_requests_total", "GET /deals/stats answers, from the cache or not.", ["result"]
+)
+
+
+@dataclass
+class RequestMeasures:
+    queries: int = 0
+    db_seconds: float = 0.0
+
+
+CURRENT: ContextVar[RequestMeasures | None] = ContextVar("request_measures", default=None)
+
+
+def observe_query(name: str, seconds: float, failed: str | None) -> None:
+    QUERY_DURATION.labels(name).observe(seconds)
+    if failed is not None:
+        QUERY_ERRORS.labels(name, failed).inc()
+    measures = CURRENT.get()
+    if measures is not None:
+        measures.queries += 1
+        measures.db_seconds += seconds
+
+
+def count_stats_cache(hit: bool) -> None:
+    STATS_CACHE.labels("hit" if hit else "miss").inc()
+
+
+class Measured:
+    """ASGI wrapper: metrics, Server-Timing and the access line of every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: bool, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        measures = RequestMeasures()
+        token = CURRENT.set(measures)
+        status = 500
+
+        async def measured_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                app_ms = (perf_counter() - started) * 1000
+                headers = MutableScopeHeaders.from_message(message)
+                headers["server-timing"] = (
+                    f"db;dur={measures.db_seconds * 1000:.1f}, app;dur={app_ms:.1f}"
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, measured_send)
+        finally:
+            CURRENT.reset(token)
+            self.finish(scope, status, perf_counter() - started, measures)
+
+    def finish(self, scope: Scope, status: int, seconds: float, measures: RequestMeasures) -> None:
+        method = str(scope.get("method", ""))
+        route = scope.get("path_template") or UNMATCHED
+        if self.metrics:
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(seconds)
+            QUERIES_PER_REQUEST.labels(route).observe(measures.queries)
+        if self.access_log:
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = scope["path"] + (f"?{query}" if query else "")
+            access.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "request_id": request_id(scope),
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "db_ms": round(measures.db_seconds * 1000, 2),
+                    "queries": measures.queries,
+                },
+            )
+
+
+LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
+
+
+def forget_dead_workers(folder: str) -> None:
+    """Drop the live gauges of workers that died (uvicorn restarts them with new pids)."""
+    for path in Path(folder).glob("gauge_live*.db"):
+        found = LIVE_GAUGE_FILE.fullmatch(path.name)
+        if found is None:
+            continue
+        pid = int(found[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+def registry() -> CollectorRegistry:
+    """Every worker's figures in multiprocess mode; this process's otherwise."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return REGISTRY
+    forget_dead_workers(folder)
+    collected = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collected, path=folder)  # type: ignore[no-untyped-call]
+    return collected
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics_page() -> Response[bytes]:
+    """Prometheus text format."""
+    return Response(generate_latest(registry()), media_type=TEXT_FORMAT)
+
+
+def refresh_pool_gauges(db: Database) -> None:
+    gauges = db.gauges()
+    POOL_CONNECTIONS.labels("in_use").set(gauges.size - gauges.idle)
+    POOL_CONNECTIONS.labels("idle").set(gauges.idle)
+    POOL_MAX.set(gauges.max)
+    POOL_WAITERS.set(gauges.waiting)
+
+
+@asynccontextmanager
+async def pool_gauges(db: Database, every: float = 1.0) -> AsyncIterator[None]:
+    """A lifespan: the pool gauges refreshed every second while the app runs."""
+
+    async def refresh() -> None:
+        while True:
+            refresh_pool_gauges(db)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(refresh())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def instrument(app: Litestar, *, metrics: bool, access_log: bool) -> None:
+    """Wrap the whole app (routing and errors included) in the measures it asks for."""
+    if metrics:
+        observe_queries(observe_query)
+    if metrics or access_log:
+        app.asgi_handler = Measured(app.asgi_handler, metrics=metrics, access_log=access_log)

@@ -1,0 +1,235 @@
+"""GET /metrics, Server-Timing, the access log, JSON logs, and the service's connections.
+
+Figures are compared as differences before and after, since the counters of one
+process add up over every app the tests create.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+import psycopg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.db.pool import Database
+from service.migrate import yoyo_url
+from service.settings import Settings
+from tests.known import Known
+from tests.serving import serving
+
+Client = AsyncTestClient[Litestar]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(client: Client) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(response.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_requests_are_counted_by_route_template(client: Client, known: Known) -> None:
+    before = await scrape(client)
+    ids = [deal.id for deal in known.deals[:5]]
+    for id in ids:
+        assert (await client.get(f"/deals/{id}")).status_code == 200
+    assert (await client.get("/deals/999999")).status_code == 404
+    after = await scrape(client)
+    route = {"method": "GET", "route": "/deals/{id}"}
+    ok = value(after, "http_requests_total", **route, status="200")
+    assert ok - value(before, "http_requests_total", **route, status="200") == 5
+    missing = value(after, "http_requests_total", **route, status="404")
+    assert missing - value(before, "http_requests_total", **route, status="404") == 1
+    count = value(after, "http_request_duration_seconds_count", **route)
+    assert count - value(before, "http_request_duration_seconds_count", **route) == 6
+    # one statement per detail: get_deal
+    per_request = value(after, "db_queries_per_request_sum", route="/deals/{id}")
+    assert per_request - value(before, "db_queries_per_request_sum", route="/deals/{id}") == 6
+    calls = value(after, "db_query_duration_seconds_count", query="get_deal")
+    assert calls - value(before, "db_query_duration_seconds_count", query="get_deal") == 6
+
+
+async def test_a_thousand_ids_make_no_new_series(client: Client, known: Known) -> None:
+    await client.get("/deals/1")
+    before = await scrape(client)
+    for id in range(100_000, 101_000):
+        await client.get(f"/deals/{id}")
+    after = await scrape(client)
+    assert len(after) == len(before)  # every sample already existed: no series per id
+    assert not any(dict(labels).get("route", "").startswith("/deals/1") for _n, labels in after)
+
+
+async def test_a_page_with_its_count_is_two_statements(client: Client, known: Known) -> None:
+    before = await scrape(client)
+    for limit in (1, 20, 100):
+        await client.get(f"/deals?limit={limit}")
+    after = await scrape(client)
+    ran = value(after, "db_queries_per_request_sum", route="/deals")
+    ran -= value(before, "db_queries_per_request_sum", route="/deals")
+    assert ran == 6  # the page and the exact count, whatever the page size
+
+
+async def test_unknown_routes_share_one_label_and_errors_count(client: Client) -> None:
+    before = await scrape(client)
+    for path in ("/nowhere", "/nowhere/else", "/x/y/z"):
+        await client.get(path)
+    after = await scrape(client)
+    labels = {"method": "GET", "route": "unmatched", "status": "404"}
+    assert (
+        value(after, "http_requests_total", **labels)
+        - value(before, "http_requests_total", **labels)
+        == 3
+    )
+
+
+async def test_failed_queries_count_by_sqlstate(client: Client, conn: asyncpg.Connection) -> None:
+    await conn.execute("ALTER TABLE _yoyo_migration RENAME COLUMN migration_id TO renamed")
+    before = await scrape(client)
+    assert (await client.get("/health/ready")).status_code == 500
+    after = await scrape(client)
+    labels = {"query": "applied_migrations", "sqlstate": "42703"}  # undefined column
+    assert (
+        value(after, "db_query_errors_total", **labels)
+        - value(before, "db_query_errors_total", **labels)
+        == 1
+    )
+
+
+async def test_pool_gauges_and_the_stats_cache(client: Client, known: Known) -> None:
+    samples = await scrape(client)
+    assert value(samples, "db_pool_max_size") >= 4
+    assert ("db_pool_connections", (("state", "idle"),)) in samples
+    assert ("db_pool_waiters", ()) in samples
+    before = samples
+    await client.get("/deals/stats")
+    after = await scrape(client)
+    misses = value(after, "stats_cache_requests_total", result="miss")
+    assert misses - value(before, "stats_cache_requests_total", result="miss") == 1
+
+
+async def test_server_timing_on_every_answer(client: Client, known: Known) -> None:
+    for path in ("/deals?limit=5", "/health/live", "/nowhere"):
+        timing = (await client.get(path)).headers["server-timing"]
+        db, app = (part.split(";dur=") for part in timing.split(", "))
+        assert (db[0], app[0]) == ("db", "app")
+        assert float(db[1]) <= float(app[1])
+    live = (await client.get("/health/live")).headers["server-timing"]
+    assert live.startswith("db;dur=0.0, ")  # no statement
+
+
+async def test_the_access_line_has_its_fields(
+    client: Client, known: Known, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        await client.get("/deals?limit=3&city=Paris", headers={"X-Request-ID": "acc-1"})
+    [line] = [r for r in caplog.records if r.name == "service.access"]
+    assert line.getMessage() == "GET /deals?limit=3&city=Paris 200"
+    fields = {k: getattr(line, k) for k in ("request_id", "method", "route", "status", "queries")}
+    assert fields == {
+        "request_id": "acc-1",
+        "method": "GET",
+        "route": "/deals",
+        "status": 200,
+        "queries": 2,
+    }
+    assert line.duration_ms >= line.db_ms > 0  # type: ignore[attr-defined]
+
+
+async def test_service_connections_name_themselves_and_time_out_when_idle_in_transaction(
+    client: Client, conn: asyncpg.Connection, database_url: str
+) -> None:
+    await client.get("/health")
+    row = await conn.fetchrow(
+        "SELECT application_name FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND application_name = 'deals-api'"
+    )
+    assert row is not None
+    db = Database(Settings(database_url=database_url, pool_min_size=1))
+    await db.open()
+    try:
+        async with db.connection() as pooled:
+            assert await pooled.fetchval("SHOW idle_in_transaction_session_timeout") == "1min"
+            assert await pooled.fetchval("SHOW application_name") == "deals-api"
+    finally:
+        await db.close()
+    with psycopg.connect(yoyo_url(database_url).replace("+psycopg", "")) as direct:
+        assert direct.execute("SHOW application_name").fetchone() == ("deals-migrate",)
+
+
+@pytest.fixture
+def multiproc_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    return folder
+
+
+def get(url: str) -> int:
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def test_one_scrape_counts_the_requests_of_every_worker(
+    database_url: str, tmp_path: Path, multiproc_dir: Path
+) -> None:
+    with serving(
+        database_url,
+        tmp_path / "server.log",
+        API_WORKERS="2",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
+    ) as server:
+        for _ in range(200):  # a new connection each: the kernel spreads them over the workers
+            assert get(f"{server.base}/health/live") == 200
+        with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as response:
+            samples = parse(response.read().decode())
+        pids = {path.stem.rsplit("_", 1)[-1] for path in multiproc_dir.glob("counter_*.db")}
+    labels = {"method": "GET", "route": "/health/live", "status": "200"}
+    # the start-up probe of tests/serving.py asked /health/live until it answered
+    assert value(samples, "http_requests_total", **labels) >= 200
+    assert value(samples, "http_requests_total", **labels) <= 200 + 300
+    assert len(pids) == 2, pids  # both workers answered and wrote their counts
+    assert value(samples, "db_pool_max_size") == 20  # two pools of 10, summed
+
+
+def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with serving(database_url, log, LOG_FORMAT="json") as server:
+        assert get(f"{server.base}/deals?limit=2") == 200
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            get(f"{server.base}/nowhere")
+        assert missing.value.code == 404
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    loggers = {line["logger"] for line in lines}
+    assert {"uvicorn.error", "service.access"} <= loggers  # start-up lines and access lines
+    access = [line for line in lines if line["logger"] == "service.access"]
+    by_path = {line["path"]: line for line in access}
+    page = by_path["/deals?limit=2"]
+    assert (page["method"], page["route"], page["status"], page["queries"]) == (
+        "GET", "/deals", 200, 2,
+    )  # fmt: skip
+    assert {"request_id", "duration_ms", "db_ms"} <= set(page)
+    assert by_path["/nowhere"]["route"] == "unmatched"
