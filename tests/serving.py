@@ -70,3 +70,18 @@ def serving(database_url: str, log: Path, **env: str) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def serving_clone(
+    admin_url: str, template: str, log: Path, **env: str
+) -> Iterator[tuple[Server, str]]:
+    """`deals serve` on a clone of `template` of its own: (the server, the clone's URL)."""
+    from tests import pg  # the server helpers need no database module otherwise
+
+    name, database_url = pg.clone(admin_url, template)
+    try:
+        with serving(database_url, log, **env) as server:
+            yield server, database_url
+    finally:
+        pg.drop(admin_url, name)

@@ -8,7 +8,6 @@ folder, offline) works against a live server.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import subprocess
@@ -27,9 +26,8 @@ from litestar.testing import AsyncTestClient
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from service.types import BIGINT_MAX
-from tests import pg
-from tests.known import seed
-from tests.serving import serving
+from tests.known import Known
+from tests.serving import serving_clone
 
 Client = AsyncTestClient[Litestar]
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -167,27 +165,14 @@ OPERATIONS = {
 }  # fmt: skip
 
 
-async def _seed(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await seed(conn)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def live(
-    admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+    admin_url: str, seeded_template: tuple[str, Known], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """(base URL, database URL) of `deals serve` on a database holding tests/known.py's rows."""
-    name, database_url = pg.clone(admin_url, template_db)
-    asyncio.run(_seed(database_url))
     log = tmp_path_factory.mktemp("contract") / "server.log"
-    try:
-        with serving(database_url, log, LOG_LEVEL="warning") as server:
-            yield server.base, database_url
-    finally:
-        pg.drop(admin_url, name)
+    with serving_clone(admin_url, seeded_template[0], log, LOG_LEVEL="warning") as (server, url):
+        yield server.base, url
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from service.api.params import MAX_LIMIT
+from tests.client import Client, get_ok
 from tests.known import Known, ordered
-
-Client = AsyncTestClient[Litestar]
 
 # Every test here only reads: they share one seeded (or empty) read-only database.
 pytestmark = pytest.mark.read_only
-
-
-async def get_ok(client: Client, path: str, **params: Any) -> Any:
-    response = await client.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def ids(body: Any) -> list[int]:

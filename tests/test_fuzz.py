@@ -16,7 +16,6 @@ by design (tests/test_cursor.py).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.parse
@@ -25,7 +24,6 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -39,31 +37,17 @@ from service.api.app import create_app
 from service.api.versions import IF_MATCH_PATTERN
 from service.settings import Settings
 from service.types import INT_MAX, normalize_categories
-from tests import pg
-from tests.known import seed
-from tests.serving import serving
-
-
-async def _seed(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await seed(conn)
-    finally:
-        await conn.close()
+from tests.known import Known
+from tests.serving import serving_clone
 
 
 @pytest.fixture(scope="module")
 def server_url(
-    admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+    admin_url: str, seeded_template: tuple[str, Known], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    name, database_url = pg.clone(admin_url, template_db)
-    asyncio.run(_seed(database_url))
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    try:
-        with serving(database_url, log, LOG_LEVEL="warning") as server:
-            yield server.base
-    finally:
-        pg.drop(admin_url, name)
+    with serving_clone(admin_url, seeded_template[0], log, LOG_LEVEL="warning") as (server, _):
+        yield server.base
 
 
 def app_schema() -> dict[str, Any]:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
+from tests.client import Client, get_ok
 from tests.known import CATEGORIES, Known
-
-Client = AsyncTestClient[Litestar]
 
 # Every test here only reads: they share one seeded (or empty) read-only database.
 pytestmark = pytest.mark.read_only
-
-
-async def get_ok(client: Client, path: str, **params: Any) -> Any:
-    response = await client.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def test_hotels_page(client: Client, known: Known) -> None:

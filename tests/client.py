@@ -1,0 +1,17 @@
+"""The in-process test client of the app, and its most used call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Litestar]
+
+
+async def get_ok(client: Client, path: str, **params: Any) -> Any:
+    """GET that must answer 200: its JSON."""
+    response = await client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
