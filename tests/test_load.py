@@ -334,20 +334,19 @@ async def test_a_vacuum_that_fails_after_the_commit_is_a_warning_not_a_failed_lo
     from service.load.steps import ConnectionWatchdog, vacuum_after_commit
 
     conn = await asyncpg.connect(database_url)
-    killer = await asyncpg.connect(database_url)
     said: list[str] = []
     try:
         watchdog = ConnectionWatchdog(conn)
         assert await vacuum_after_commit(conn, watchdog, said.append) is True
         assert said == []
-        await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        # VACUUM refuses to run inside a transaction block: a failure after the commit
+        await conn.execute("BEGIN")
         assert await vacuum_after_commit(conn, watchdog, said.append) is False
         watchdog.stop()
     finally:
-        await killer.close()
-        conn.terminate()
-    assert len(said) == 1
-    assert said[0].startswith("warning: the load is committed, but its VACUUM (ANALYZE) failed (")
-    assert said[0].endswith(
-        "); run it by hand: VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
-    )
+        await conn.close()
+    assert said == [
+        "warning: the load is committed, but its VACUUM (ANALYZE) failed "
+        "(ActiveSQLTransactionError: VACUUM cannot run inside a transaction block); "
+        "run it by hand: VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
+    ]
