@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> Litestar:
             description=(
                 "Hotel deals over PostgreSQL. Money and percentages are exact decimals "
                 'encoded as JSON strings ("129.99"). Every error has one shape: '
-                '{"error": {"code", "message", "details"}}.'
+                '{"error": {"code", "message", "details", "request_id"}}.'
             ),
             path="/docs",
             render_plugins=[
