@@ -23,10 +23,13 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:
-    """What the line carries beyond its message (logging's `extra`)."""
+    """What the line carries beyond its message (logging's `extra`), in the order given."""
+    attributes = record.__dict__
+    if attributes.keys() <= _STANDARD:  # most lines carry none: one set operation in C
+        return {}
     return {
         key: value
-        for key, value in record.__dict__.items()
+        for key, value in attributes.items()
         if key not in _STANDARD and not key.startswith("_")
     }
 
@@ -54,11 +57,16 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        if record.exc_info or record.exc_text or record.stack_info:
+            text = super().format(record)
+        else:  # the same line as super().format, without its generic steps (every access line)
+            text = (
+                f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
+            )
         extra = fields(record)
         if not extra:
             return text
-        return text + " " + " ".join(f"{key}={value}" for key, value in extra.items())
+        return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
 
 def config(settings: Settings) -> dict[str, Any]:
@@ -92,3 +100,8 @@ def config(settings: Settings) -> dict[str, Any]:
 
 def configure(settings: Settings) -> None:
     logging.config.dictConfig(config(settings))
+    # No line prints the pid, thread or process name that logging records by default:
+    # skip them (os.getpid() is a system call on every record, every access line).
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False

@@ -1,7 +1,7 @@
 """`deals doctor`: each check turns fail or warn on the fault it looks for, names
 what it found (route, table, query name, pid) with the fix, and ok once the
-fault is gone. /metrics is a test double: canned Prometheus text served by
-http.server on 127.0.0.1."""
+fault is gone. /metrics is mostly a test double: canned Prometheus text served by
+http.server on 127.0.0.1; one test reads the real /metrics of `deals serve`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import asyncio
 import http.server
 import json
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -21,9 +23,12 @@ from service.db import doctor as doctor_sql
 from service.db.catalogue import CATALOGUE
 from service.db.deals import LIST_DEALS
 from service.doctor import checks
+from service.doctor.metrics import Metrics, parse
 from service.doctor.report import Check, Thresholds
 from service.load.generator import generate
 from service.load.steps import load_file
+from tests.known import Known
+from tests.serving import serving
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 NAMES = ["n_plus_one", "missing_index", "pool", "bloat"]
@@ -220,6 +225,79 @@ def test_a_saturated_api_pool_fails(
     assert "10 of 10 connections in use (100%), 7 request(s) waiting" in pool["summary"]
     assert "POOL_MAX_SIZE" in pool["fix"]
     assert code == 1
+
+
+def get(url: str) -> None:
+    # a connection of its own each time: with two workers the kernel spreads them over both
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200, url
+
+
+def settled_metrics(base: str, max_size: float) -> Metrics:
+    """/metrics once every worker has published its pool and no connection is in use.
+
+    The pool gauges are refreshed by each worker every second: one refreshed while a
+    request above held a connection says 1 in use until its next refresh."""
+    deadline = time.monotonic() + 15
+    while True:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            found = parse(response.read().decode())
+        if (found.pool_max_size, found.pool_in_use) == (max_size, 0) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_against_the_real_metrics_of_deals_serve(
+    database_url: str,
+    known: Known,
+    workers: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The real exposition, not the double: `_created` samples, the le="0.0" bucket, and with
+    two workers the multiprocess collector's sums (livesum gauges, merged histograms)."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    with serving(
+        database_url,
+        tmp_path / "server.log",
+        API_WORKERS=str(workers),
+        POOL_MIN_SIZE="2",
+        POOL_MAX_SIZE="4",
+        PROMETHEUS_MULTIPROC_DIR=str(folder),
+    ) as server:
+        for _ in range(3):
+            get(f"{server.base}/deals?limit=5")  # the page and its total: 2 statements
+        for deal in known.deals[:5]:
+            get(f"{server.base}/deals/{deal.id}")  # 1 statement
+        assert settled_metrics(server.base, 4.0 * workers).pool_max_size == 4.0 * workers
+        code, out = doctor(monkeypatch, capsys, database_url, "--api", server.base, "--json")
+    found = {c["name"]: c for c in json.loads(out)["checks"]}
+    n_plus_one = found["n_plus_one"]
+    assert n_plus_one["status"] == "ok", n_plus_one
+    assert n_plus_one["summary"] == "every route at most 3 statements per request " + (
+        "(the most: /deals 2.0)"
+    )
+    assert n_plus_one["evidence"][:2] == [
+        "/deals: 2.0 statements per request over 3 requests (up to 2 in one)",
+        "/deals/{id}: 1.0 statements per request over 5 requests (up to 1 in one)",
+    ]
+    # the rest: /health/live (the start-up probe) and /metrics, no statement each
+    assert all(" 0.0 statements per request " in line for line in n_plus_one["evidence"][2:])
+    pool = found["pool"]
+    assert pool["status"] == "ok", pool
+    size = 4 * workers
+    assert (
+        f"API pool: 0 of {size} connections in use (0%), 0 request(s) waiting for one"
+        in (pool["evidence"])
+    )
+    assert pool["summary"].endswith(
+        f"; 0 of {size} connections in use (0%), 0 request(s) waiting for one"
+    )
+    assert code == 0
 
 
 # --- missing_index ---------------------------------------------------------------------

@@ -28,7 +28,6 @@ from pathlib import Path
 from time import perf_counter
 
 from litestar import Litestar, Response, get
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -45,7 +44,8 @@ from service.api.request_id import request_id
 from service.db.catalogue import observe_queries
 from service.db.pool import Database
 
-access = logging.getLogger("service.access")
+ACCESS = "service.access"
+access = logging.getLogger(ACCESS)
 
 # The text format generate_latest writes (Litestar adds the charset).
 TEXT_FORMAT = "text/plain; version=0.0.4"
@@ -96,8 +96,16 @@ class RequestMeasures:
 CURRENT: ContextVar[RequestMeasures | None] = ContextVar("request_measures", default=None)
 
 
+# The labelled children, looked up once per label set: `.labels()` per call costs a few
+# microseconds (label checks, a lock, a dict), paid on every request and every statement.
+_QUERY_DURATIONS: dict[str, Histogram] = {}
+
+
 def observe_query(name: str, seconds: float, failed: str | None) -> None:
-    QUERY_DURATION.labels(name).observe(seconds)
+    child = _QUERY_DURATIONS.get(name)
+    if child is None:
+        child = _QUERY_DURATIONS[name] = QUERY_DURATION.labels(name)
+    child.observe(seconds)
     if failed is not None:
         QUERY_ERRORS.labels(name, failed).inc()
     measures = CURRENT.get()
@@ -117,6 +125,8 @@ class Measured:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        # (method, route, status) -> its children of the three request metrics
+        self.children: dict[tuple[str, str, int], tuple[Counter, Histogram, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -132,10 +142,14 @@ class Measured:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 app_ms = (perf_counter() - started) * 1000
-                headers = MutableScopeHeaders.from_message(message)
-                headers["server-timing"] = (
-                    f"db;dur={measures.db_seconds * 1000:.1f}, app;dur={app_ms:.1f}"
-                )
+                timing = f"db;dur={measures.db_seconds * 1000:.1f}, app;dur={app_ms:.1f}"
+                # appended as is: no handler sets Server-Timing, so there is none to replace
+                headers = message.get("headers")
+                entry = (b"server-timing", timing.encode("latin-1"))
+                if isinstance(headers, list):
+                    headers.append(entry)
+                else:
+                    message["headers"] = [*(headers or ()), entry]
             await send(message)
 
         try:
@@ -146,29 +160,45 @@ class Measured:
 
     def finish(self, scope: Scope, status: int, seconds: float, measures: RequestMeasures) -> None:
         method = str(scope.get("method", ""))
-        route = scope.get("path_template") or UNMATCHED
+        route: str = scope.get("path_template") or UNMATCHED
         if self.metrics:
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_DURATION.labels(method, route).observe(seconds)
-            QUERIES_PER_REQUEST.labels(route).observe(measures.queries)
-        if self.access_log:
-            query = scope.get("query_string", b"").decode("latin-1")
-            path = scope["path"] + (f"?{query}" if query else "")
-            access.info(
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra={
-                    "request_id": request_id(scope),
-                    "method": method,
-                    "route": route,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "db_ms": round(measures.db_seconds * 1000, 2),
-                    "queries": measures.queries,
-                },
+            key = (method, route, status)
+            children = self.children.get(key)
+            if children is None:
+                children = self.children[key] = (
+                    HTTP_REQUESTS.labels(method, route, str(status)),
+                    HTTP_DURATION.labels(method, route),
+                    QUERIES_PER_REQUEST.labels(route),
+                )
+            requests, duration, queries = children
+            requests.inc()
+            duration.observe(seconds)
+            queries.observe(measures.queries)
+        if self.access_log and access.isEnabledFor(logging.INFO):
+            query = scope["query_string"]
+            path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            # makeRecord + handle is what access.info() does, less findCaller's walk up
+            # the stack for a file and line that no log line prints
+            access.handle(
+                access.makeRecord(
+                    ACCESS,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s %s %s",
+                    (method, path, status),
+                    None,
+                    extra={
+                        "request_id": request_id(scope),
+                        "method": method,
+                        "route": route,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "db_ms": round(measures.db_seconds * 1000, 2),
+                        "queries": measures.queries,
+                    },
+                )
             )
 
 

@@ -1,0 +1,205 @@
+"""What /metrics and the access log cost: `python -m bench.bench_ops_cost`.
+
+On the 50,000-deal data set, two `deals serve` (1 worker each, the same tree)
+run side by side: one with METRICS=true ACCESS_LOG=true, one with both false.
+wrk (127.0.0.1 only) loads them alternately, the same duration each, several
+rounds, the order swapped every round (on/off, then off/on) so that a drift
+of the machine's load hits both alike. Per endpoint it prints the median
+req/s of each and the ratio on / off. Goal: on >= 0.95x off (at most 5%
+slower with the measures on). Beside it, the server process's CPU time per
+request (/proc): on a machine busy with other work, req/s swings by a third
+from run to run, CPU per request much less.
+
+The access log is really written: LOG_LEVEL=info (the benches' other servers
+run at warning, which would skip the line), the server's stderr going to
+/dev/null, so the formatting and the write are paid, not a consumer.
+`--log-format json` measures the JSON lines instead of text; `--each` adds a
+server with only METRICS and one with only ACCESS_LOG, to split the cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from bench import ROOT
+from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+
+LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
+GOAL = 0.95  # req/s with the measures on, over req/s with them off
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    random_id: bool = False
+
+
+ENDPOINTS = [
+    Endpoint("GET /deals/{id}", "/deals", random_id=True),
+    Endpoint("GET /deals?limit=20", "/deals?limit=20"),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    metrics: bool
+    access_log: bool
+
+    def env(self) -> dict[str, str]:
+        return {
+            "METRICS": str(self.metrics).lower(),
+            "ACCESS_LOG": str(self.access_log).lower(),
+        }
+
+
+ON = Config("on", metrics=True, access_log=True)
+OFF = Config("off", metrics=False, access_log=False)
+METRICS_ONLY = Config("metrics only", metrics=True, access_log=False)
+ACCESS_LOG_ONLY = Config("access log only", metrics=False, access_log=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Runs:
+    results: list[LoadResult] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the server's CPU per request
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.requests_per_s for r in self.results)
+
+    @property
+    def median_cpu_us(self) -> float:
+        return statistics.median(self.cpu_us)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.non_2xx + r.socket_errors for r in self.results)
+
+
+def load(base: str, endpoint: Endpoint, args: argparse.Namespace, seconds: int) -> LoadResult:
+    script = LUA_RANDOM_DEAL if endpoint.random_id else None
+    script_args = [str(args.rows)] if endpoint.random_id else []
+    return run_wrk(
+        f"{base}{endpoint.path}",
+        connections=args.connections,
+        seconds=seconds,
+        script=script,
+        script_args=script_args,
+    )
+
+
+def order(configs: Sequence[Config], round_number: int) -> list[Config]:
+    """The configurations of one round: forwards on even rounds, backwards on odd ones."""
+    return list(configs) if round_number % 2 == 0 else list(reversed(configs))
+
+
+def report(
+    endpoints: Sequence[Endpoint], configs: Sequence[Config], runs: dict[tuple[str, str], Runs]
+) -> bool:
+    """Medians per endpoint and server: req/s and its ratio to off, the server's CPU per
+    request and its ratio to off (steadier than req/s on a busy machine)."""
+    print(
+        f"\n{'endpoint':<22} {'server':<16} {'req/s':>8} {'x off':>6} "
+        f"{'CPU us/req':>10} {'x off':>6}"
+    )
+    ok = True
+    for endpoint in endpoints:
+        off = runs[(endpoint.name, OFF.label)]
+        for c in configs:
+            found = runs[(endpoint.name, c.label)]
+            print(
+                f"{endpoint.name:<22} {c.label:<16} {found.median:>8.0f} "
+                f"{found.median / off.median:>6.3f} {found.median_cpu_us:>10.0f} "
+                f"{found.median_cpu_us / off.median_cpu_us:>6.3f}"
+                + (f"  errors {found.errors}" if found.errors else "")
+            )
+        on = runs[(endpoint.name, ON.label)]
+        ratio = on.median / off.median
+        passed = ratio >= GOAL and on.errors == 0 and off.errors == 0
+        ok &= passed
+        print(
+            f"{endpoint.name:<22} on / off = {ratio:.3f} req/s (goal >= {GOAL:.2f}): "
+            f"{'PASS' if passed else 'FAIL'}\n"
+        )
+    print("all PASS" if ok else "some FAIL")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration of each run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before the rounds")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated substrings of endpoint names to run"
+    )
+    args = parser.parse_args()
+
+    url = loaded_database(embedded_server(), args.rows)
+    endpoints = [
+        e for e in ENDPOINTS if not args.only or any(s in e.name for s in args.only.split(","))
+    ]
+    configs = [ON, OFF, *([METRICS_ONLY, ACCESS_LOG_ONLY] if args.each else [])]
+    common = {
+        "POOL_MIN_SIZE": str(args.pool_size),
+        "POOL_MAX_SIZE": str(args.pool_size),
+        "LOG_LEVEL": "info",
+        "LOG_FORMAT": args.log_format,
+    }
+    print(
+        f"{args.rows} deals; deals serve: 1 worker, pool {args.pool_size}, "
+        f"LOG_FORMAT={args.log_format}; wrk {args.connections} connections, "
+        f"{args.rounds} rounds of {args.seconds} s per server and endpoint"
+    )
+    runs = {(e.name, c.label): Runs() for e in endpoints for c in configs}
+    with ExitStack() as stack:
+        servers = {
+            c.label: stack.enter_context(api_server(url, env={**common, **c.env()}))
+            for c in configs
+        }
+        bases = {label: base for label, (base, _) in servers.items()}
+        for endpoint in endpoints:
+            for c in configs:
+                if args.warmup:
+                    load(bases[c.label], endpoint, args, args.warmup)
+            for number in range(args.rounds):
+                for c in order(configs, number):
+                    pid = servers[c.label][1].pid  # 1 worker: the server process serves
+                    cpu = cpu_seconds(pid)
+                    result = load(bases[c.label], endpoint, args, args.seconds)
+                    cpu_us = (cpu_seconds(pid) - cpu) / max(result.requests, 1) * 1e6
+                    runs[(endpoint.name, c.label)].results.append(result)
+                    runs[(endpoint.name, c.label)].cpu_us.append(cpu_us)
+                    print(
+                        f"{endpoint.name:<22} round {number + 1} {c.label:<16} "
+                        f"{result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                        f"p99 {result.p99_ms:7.2f} ms  CPU {cpu_us:5.0f} us/request",
+                        flush=True,
+                    )
+    ok = report(endpoints, configs, runs)
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
