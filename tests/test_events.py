@@ -15,9 +15,11 @@ import pytest
 from service.api.events import FeedPosition, encode_cursor, micros
 from service.compat import run_drain_hooks
 from service.db.catalogue import CATALOGUE
+from service.load.steps import load_file
 from service.settings import Settings, SettingsError
 from tests.inloop import app_and_client
 from tests.known import Known
+from tests.loadkit import row, write
 from tests.test_deal_writes import Client, new_deal
 from tests.test_health import assert_error
 
@@ -102,6 +104,60 @@ async def test_a_refused_write_appends_nothing(client: Client, known: Known) -> 
     taken = await client.post("/deals", json=new_deal(known, hotel_id=10**9))
     assert taken.status_code == 404
     assert (await feed(client))["items"] == []
+
+
+async def test_a_loads_events_hold_the_deal_as_get_returns_it(
+    client: Client, database_url: str, tmp_path: Path
+) -> None:
+    first = write(
+        tmp_path / "a.csv",
+        [
+            row(1),
+            row(2, created_at="2026-01-15T10:00:00.123456+01:00", categories=""),
+            row(3, price_per_night="100", discount_percent="0"),
+        ],
+    )
+    await load_file(database_url, first)
+    again = write(
+        tmp_path / "b.csv",
+        [
+            row(1),  # unchanged: no event
+            row(
+                2, created_at="2026-01-15T10:00:00.123456+01:00", categories="spa,Beach"
+            ),  # categories only
+            row(3, price_per_night="80.10"),
+            row(4),
+        ],
+    )
+    await load_file(database_url, again)
+
+    items, _ = await follow(client)
+    by_upstream = [(e["type"], e["deal"]["deal_id"], e["deal"]["version"]) for e in items]
+    assert by_upstream == [
+        ("deal.created", 1, 1),
+        ("deal.created", 2, 1),
+        ("deal.created", 3, 1),
+        ("deal.updated", 2, 2),
+        ("deal.updated", 3, 2),
+        ("deal.created", 4, 1),
+    ]
+    for event in items:
+        current = (await client.get(f"/deals/{event['deal']['id']}")).json()
+        if current["version"] == event["deal"]["version"]:
+            assert event["data"] == current
+    # the text stored by SQL is the text the API encodes, byte for byte
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetch("SELECT deal, data::text FROM events ORDER BY id")
+    finally:
+        await conn.close()
+    for deal, data in stored:
+        got = (await client.get(f"/deals/{deal}")).json()
+        if got["version"] == msgspec.json.decode(data)["version"]:
+            assert msgspec.json.decode(data) == got
+    created_at = {e["deal"]["deal_id"]: e["data"]["created_at"] for e in items}
+    assert created_at[1] == "2026-01-15T09:00:00Z"
+    assert created_at[2] == "2026-01-15T09:00:00.123456Z"
 
 
 async def test_after_absent_or_empty_starts_at_the_oldest_and_a_bad_cursor_is_422(
@@ -256,7 +312,7 @@ async def test_a_writer_that_began_first_and_commits_last_is_not_skipped(
         assert len(everything) == 3 == len({e["id"] for e in everything})
 
 
-async def test_many_writers_one_follower_sees_every_change_once_in_order(
+async def test_many_writers_and_a_load_one_follower_sees_every_change_once_in_order(
     settings: Settings, known: Known, database_url: str, tmp_path: Path
 ) -> None:
     busy = msgspec.structs.replace(settings, pool_max_size=12)
@@ -305,10 +361,13 @@ async def test_many_writers_one_follower_sees_every_change_once_in_order(
                 wins += got.status_code == 200
             return wins
 
+        # the load also changes a deal the shared writers race on (upstream id 1000)
+        path = write(tmp_path / "load.csv", [*(row(n) for n in range(1, 401)), row(1000)])
         following = asyncio.create_task(follower())
         results = await asyncio.gather(
             *(writer(n) for n in range(12)),
             *(shared(n) for n in range(6)),
+            load_file(database_url, path),
         )
         done.set()
         await asyncio.wait_for(following, 30)
@@ -319,7 +378,7 @@ async def test_many_writers_one_follower_sees_every_change_once_in_order(
     ids = [e["id"] for e in followed]
     assert len(ids) == len(set(ids)), "an event was handed out twice"
     assert ids == sorted(ids)
-    assert len(followed) == len(written) + shared_wins
+    assert len(followed) == len(written) + shared_wins + 401
     seen = {(e["deal"]["id"], e["deal"]["version"]) for e in followed}
     assert set(written) <= seen
     per_deal: dict[int, list[int]] = {}
@@ -331,3 +390,7 @@ async def test_many_writers_one_follower_sees_every_change_once_in_order(
     for deal in known.deals[:3]:
         versions = per_deal.get(deal.id, [])
         assert versions == list(range(2, 2 + len(versions)))  # seeded at version 1
+    assert (
+        sum(e["deal"]["deal_id"] is not None and e["deal"]["deal_id"] <= 400 for e in followed)
+        == 400
+    )
