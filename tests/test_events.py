@@ -394,3 +394,41 @@ async def test_many_writers_and_a_load_one_follower_sees_every_change_once_in_or
         sum(e["deal"]["deal_id"] is not None and e["deal"]["deal_id"] <= 400 for e in followed)
         == 400
     )
+
+
+async def test_a_lost_listener_connection_is_opened_again(settings: Settings, known: Known) -> None:
+    async with app_and_client(settings) as (app, client):
+        start = (await feed(client, wait=1))["next_cursor"]  # listening from here
+        pool = app.state.db.pool
+        ended = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'deals-api-events'"
+        )
+        assert ended == 1
+        for _ in range(50):  # asyncpg notices the loss
+            if not app.state.db.listener.listening:
+                break
+            await asyncio.sleep(0.1)
+
+        async def write_later() -> None:
+            await asyncio.sleep(0.5)
+            await client.post("/deals", json=new_deal(known))
+
+        writer = asyncio.create_task(write_later())
+        began = time.monotonic()
+        page = await feed(client, start, wait=20)
+        await writer
+        assert [e["type"] for e in page["items"]] == ["deal.created"]
+        assert time.monotonic() - began < 5
+
+
+def test_the_openapi_document_states_the_feed() -> None:
+    from tests.test_fuzz import app_schema
+
+    operation = app_schema()["paths"]["/events"]["get"]
+    assert operation["operationId"] == "listEvents"
+    assert {"200", "410", "422"} <= set(operation["responses"])
+    wait = next(p for p in operation["parameters"] if p["name"] == "wait")
+    assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (0, 30)
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/EventPage"}
