@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from types import FrameType
 
@@ -215,6 +215,14 @@ def fix_options_allow(app: Litestar) -> None:
 
 
 DRAINING = threading.Event()  # set in a worker once it is shutting down
+# Called on the worker's loop when the drain begins: long waits (GET /events?wait)
+# answer then, rather than be cut off by the graceful shutdown's timeout.
+DRAIN_HOOKS: list[Callable[[], None]] = []
+
+
+def run_drain_hooks() -> None:
+    for hook in list(DRAIN_HOOKS):
+        hook()
 
 
 class DrainingServer(Server):
@@ -234,6 +242,8 @@ class DrainingServer(Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not DRAINING.is_set() and hasattr(self, "_loop"):
+            self._loop.call_soon_threadsafe(run_drain_hooks)
         if DRAINING.is_set() or self.drain_seconds <= 0 or not hasattr(self, "_loop"):
             super().handle_exit(sig, frame)
             return

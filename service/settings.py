@@ -12,6 +12,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
@@ -65,12 +66,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
     data_dir: Path = Path(".data")
     cors_origins: tuple[str, ...] = ()  # none: CORS off
+    # GET /events keeps events this long (ISO 8601 duration such as P7D, or seconds)
+    events_retention: timedelta = timedelta(days=7)
 
     def __post_init__(self) -> None:
         for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
             value = getattr(self, field)
             if not math.isfinite(value):
                 raise SettingsError(f"{VAR_OF[field]}={value} must be a finite number")
+        if self.events_retention <= timedelta(0):
+            raise SettingsError(
+                f"EVENTS_RETENTION={self.events_retention} must be longer than zero"
+            )
         if self.pool_min_size > self.pool_max_size:
             raise SettingsError(
                 f"POOL_MIN_SIZE={self.pool_min_size} must not exceed "
@@ -127,6 +134,7 @@ ENV_VARS: dict[str, str] = {
     "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
     "DEALS_DATA_DIR": "data_dir",
     "CORS_ORIGINS": "cors_origins",
+    "EVENTS_RETENTION": "events_retention",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 

@@ -75,8 +75,8 @@ SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM added)
 
 -- name: delete_deal :one
 -- DELETE /deals/{id}: the links go with it (ON DELETE CASCADE). $2 is the
--- If-Match version, NULL when absent.
+-- If-Match version, NULL when absent. Its ids and version go to the event.
 DELETE FROM deals
 WHERE id = $1::bigint
   AND ($2::int IS NULL OR version = $2::int)
-RETURNING id
+RETURNING id, deal_id, version

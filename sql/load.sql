@@ -124,6 +124,22 @@ CREATE TEMP TABLE load_new_deals (
     id      bigint NOT NULL
 ) ON COMMIT DROP
 
+-- name: create_load_updated_deals :exec
+-- The deals this load updated (their events are deal.updated).
+CREATE TEMP TABLE load_updated_deals (
+    id bigint NOT NULL
+) ON COMMIT DROP
+
+-- name: create_load_events :exec
+-- The load's events for the change feed, built before they are appended.
+CREATE TEMP TABLE load_events (
+    type    text NOT NULL,
+    deal    bigint NOT NULL,
+    deal_id bigint,
+    version bigint NOT NULL,
+    data    jsonb NOT NULL
+) ON COMMIT DROP
+
 -- name: insert_typed_rows :execrows
 -- Every record of load_staging, typed in one pass: each value is parsed once
 -- (pg_input_is_valid, then the cast only when it parses), and ok is every rule
@@ -534,29 +550,35 @@ FULL JOIN (
 WHERE new.deal_id IS NULL OR old.deal_id IS NULL
 
 -- name: update_deals :execrows
--- Existing deals whose values or category set changed: new values, version + 1.
+-- Existing deals whose values or category set changed: new values, version + 1;
+-- their ids go to load_updated_deals for the events.
 -- A deal whose row is the same is not touched at all (no new row version, no lock).
-UPDATE deals AS d
-SET hotel_id = h.id,
-    room_type = r.room_type,
-    price_per_night = r.price_per_night,
-    original_price = r.original_price,
-    discount_percent = r.discount_percent,
-    checkin_date = r.checkin_date,
-    checkout_date = r.checkout_date,
-    is_available = r.is_available,
-    created_at = r.created_at,
-    version = d.version + 1
-FROM load_rows AS r
-JOIN load_existing AS e ON e.deal_id = r.deal_id
-JOIN hotels AS h ON h.phone = r.hotel_phone
-WHERE d.id = e.id
-  AND ((d.hotel_id, d.room_type, d.price_per_night, d.original_price, d.discount_percent,
-        d.checkin_date, d.checkout_date, d.is_available, d.created_at)
-       IS DISTINCT FROM
-       (h.id, r.room_type, r.price_per_night, r.original_price, r.discount_percent,
-        r.checkin_date, r.checkout_date, r.is_available, r.created_at)
-       OR EXISTS (SELECT 1 FROM load_changed AS c WHERE c.deal_id = r.deal_id))
+WITH updated AS (
+    UPDATE deals AS d
+    SET hotel_id = h.id,
+        room_type = r.room_type,
+        price_per_night = r.price_per_night,
+        original_price = r.original_price,
+        discount_percent = r.discount_percent,
+        checkin_date = r.checkin_date,
+        checkout_date = r.checkout_date,
+        is_available = r.is_available,
+        created_at = r.created_at,
+        version = d.version + 1
+    FROM load_rows AS r
+    JOIN load_existing AS e ON e.deal_id = r.deal_id
+    JOIN hotels AS h ON h.phone = r.hotel_phone
+    WHERE d.id = e.id
+      AND ((d.hotel_id, d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+            d.checkin_date, d.checkout_date, d.is_available, d.created_at)
+           IS DISTINCT FROM
+           (h.id, r.room_type, r.price_per_night, r.original_price, r.discount_percent,
+            r.checkin_date, r.checkout_date, r.is_available, r.created_at)
+           OR EXISTS (SELECT 1 FROM load_changed AS c WHERE c.deal_id = r.deal_id))
+    RETURNING d.id
+)
+INSERT INTO load_updated_deals (id)
+SELECT id FROM updated
 
 -- name: insert_deals :execrows
 -- The file's new deal_ids, hotel_id from a join on phone; their ids go to
@@ -610,6 +632,64 @@ JOIN load_existing AS e ON e.deal_id = l.deal_id
 JOIN deals AS d ON d.id = e.id  -- not one deleted meanwhile (the update skipped it)
 JOIN categories AS c ON c.name = l.category
 ON CONFLICT DO NOTHING
+
+-- name: build_load_events :execrows
+-- The change feed's events of this load, built before the order lock is
+-- taken: one per deal it inserted (deal.created) or updated (deal.updated),
+-- set-based. data is the deal as GET /deals/{id} encodes it
+-- (service/db/rows.py): money as strings ("129.99"), dates YYYY-MM-DD,
+-- created_at ISO 8601 in UTC with Z and microseconds only when there are
+-- some, category names sorted as get_deal sorts them.
+WITH changed AS (
+    SELECT n.id, 'deal.created' AS type FROM load_new_deals AS n
+    UNION ALL
+    SELECT u.id, 'deal.updated' FROM load_updated_deals AS u
+), names AS (
+    SELECT dc.deal_id, array_agg(cat.name ORDER BY cat.name) AS names
+    FROM deal_categories AS dc
+    JOIN categories AS cat ON cat.id = dc.category_id
+    WHERE dc.deal_id IN (SELECT id FROM changed)
+    GROUP BY dc.deal_id
+)
+INSERT INTO load_events (type, deal, deal_id, version, data)
+SELECT c.type, d.id, d.deal_id, d.version,
+       jsonb_build_object(
+           'id', d.id,
+           'deal_id', d.deal_id,
+           'hotel', jsonb_build_object(
+               'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
+               'phone', h.phone, 'star_rating', h.star_rating),
+           'room_type', d.room_type,
+           'price_per_night', d.price_per_night::text,
+           'original_price', d.original_price::text,
+           'discount_percent', d.discount_percent::text,
+           'checkin_date', to_char(d.checkin_date, 'YYYY-MM-DD'),
+           'checkout_date', to_char(d.checkout_date, 'YYYY-MM-DD'),
+           'is_available', d.is_available,
+           'categories', coalesce(n.names, ARRAY[]::text[]),
+           'created_at', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+                         || CASE WHEN date_part('microseconds', d.created_at)::bigint % 1000000 = 0
+                                 THEN '' ELSE to_char(d.created_at AT TIME ZONE 'UTC', '.US') END
+                         || 'Z',
+           'version', d.version)
+FROM changed AS c
+JOIN deals AS d ON d.id = c.id
+JOIN hotels AS h ON h.id = d.hotel_id
+LEFT JOIN names AS n ON n.deal_id = d.id
+
+-- name: insert_load_events :execrows
+-- The load's events into the feed, in deals.id order: its last write. Takes
+-- the 'deals.events' lock, held to commit, and notifies, as
+-- insert_deal_event does (sql/events.sql says why); only a copy of
+-- load_events runs under the lock.
+WITH ordered AS (
+    SELECT pg_advisory_xact_lock(hashtext('deals.events')) AS locked,
+           pg_notify('deals_events', '') AS notified
+)
+INSERT INTO events (type, deal, deal_id, version, at, data)
+SELECT e.type, e.deal, e.deal_id, e.version, clock_timestamp(), e.data
+FROM ordered
+CROSS JOIN (SELECT type, deal, deal_id, version, data FROM load_events ORDER BY deal) AS e
 
 -- name: count_rejected :val
 -- Records with at least one problem.

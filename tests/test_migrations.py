@@ -47,7 +47,7 @@ def tables(url: str) -> set[str]:
 def test_round_trip(empty_db: str) -> None:
     ids = migrate.migration_ids()
     assert migrate.apply(empty_db) == ids
-    assert tables(empty_db) == {"hotels", "deals", "categories", "deal_categories"}
+    assert tables(empty_db) == {"hotels", "deals", "categories", "deal_categories", "events"}
     assert migrate.rollback(empty_db, None) == list(reversed(ids))
     assert tables(empty_db) == set()
     assert migrate.apply(empty_db) == ids

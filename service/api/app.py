@@ -16,6 +16,7 @@ from service import logs
 from service.api.categories import CategoriesController
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
+from service.api.events import EventsController
 from service.api.health import HealthController
 from service.api.hotels import HotelsController
 from service.api.http import (
@@ -44,6 +45,7 @@ ROUTES: Sequence[ControllerRouterHandler] = [
     StatsController,
     HotelsController,
     CategoriesController,
+    EventsController,
     DocsAssetsController,
 ]
 

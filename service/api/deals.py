@@ -91,6 +91,7 @@ from service.db.deals import (
     get_deal,
     list_deals,
 )
+from service.db.events import DELETE_PER_WRITE, EventType, delete_expired_events, insert_deal_event
 from service.db.pool import Database
 from service.db.rows import Deal
 
@@ -119,6 +120,30 @@ def deal_response(deal: Deal, status_code: int = 200) -> Response[Deal]:
     if status_code == 201:
         headers["Location"] = f"/deals/{deal.id}"
     return Response(deal, status_code=status_code, headers=headers)
+
+
+async def record_event(
+    conn: Connection,
+    state: State,
+    type: EventType,
+    *,
+    deal: Deal | None = None,
+    id: int = 0,
+    deal_id: int | None = None,
+    version: int = 0,
+) -> None:
+    """At most DELETE_PER_WRITE expired events go (the retention), then the change's
+    event: the transaction's last write, as it holds the feed's order lock to commit."""
+    if deal is not None:
+        id, deal_id, version = deal.id, deal.deal_id, deal.version
+    data = None if deal is None else _encode_json(deal).decode()
+    await delete_expired_events(
+        conn, retention=state.settings.events_retention, limit=DELETE_PER_WRITE
+    )
+    await insert_deal_event(conn, type=type, deal=id, deal_id=deal_id, version=version, data=data)
+
+
+_encode_json = msgspec.json.Encoder().encode
 
 
 async def fetch_written(conn: Connection, id: int) -> Deal:
@@ -291,6 +316,7 @@ class DealsController(Controller):
                 ) from None
             await replace_deal_categories(conn, id=id, names=new.categories)
             deal = await fetch_written(conn, id)
+            await record_event(conn, state, "deal.created", deal=deal)
         return deal_response(deal, status_code=201)
 
     @patch(
@@ -342,11 +368,15 @@ class DealsController(Controller):
                 error = why_nothing_matched(id, stored, expected, changes.sent_version(), dates)
                 if error is not None:
                     raise error
+            changed = version is not None
             if not isinstance(changes.categories, msgspec.UnsetType):
                 relinked = await replace_deal_categories(conn, id=id, names=changes.categories)
                 if relinked and version is None:
                     await bump_deal_version(conn, id=id)
+                    changed = True
             deal = await fetch_written(conn, id)
+            if changed:  # a patch that changes nothing writes no event
+                await record_event(conn, state, "deal.updated", deal=deal)
         return deal_response(deal)
 
     @delete(
@@ -362,9 +392,18 @@ class DealsController(Controller):
         expected = parse_if_match(if_match)
         db: Database = state.db
         async with db.transaction() as conn:
-            if not await delete_deal(conn, id=id, if_match=expected):
+            deleted = await delete_deal(conn, id=id, if_match=expected)
+            if deleted is None:
                 stored = await deal_version_and_dates(conn, id=id)
                 # a DELETE that matched nothing: absent or stale (never "nothing to change")
                 raise why_nothing_matched(id, stored, expected, None) or NotFound(
                     f"deal {id} does not exist"
                 )
+            await record_event(
+                conn,
+                state,
+                "deal.deleted",
+                id=deleted.id,
+                deal_id=deleted.deal_id,
+                version=deleted.version,
+            )

@@ -80,6 +80,10 @@ class Conflict(ApiError):
     status_code, code = 409, "CONFLICT"
 
 
+class Gone(ApiError):
+    status_code, code = 410, "CURSOR_EXPIRED"
+
+
 class PreconditionFailed(ApiError):
     status_code, code = 412, "PRECONDITION_FAILED"
 
@@ -253,6 +257,7 @@ ERROR_DESCRIPTIONS = {
     400: "Malformed request",
     404: "Not found",
     409: "Conflict",
+    410: "The cursor is older than the retention (CURSOR_EXPIRED): start again without it",
     412: "If-Match does not match the current version",
     413: "Body too large",
     415: "Unsupported content type",

@@ -73,6 +73,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
                 progress=progress,
                 notify=say,
                 row_fk_checks=args.row_fk_checks,
+                events_retention=settings.events_retention,
             )
         )
     except errors.BadRows as exc:

@@ -92,5 +92,15 @@ async def bump_deal_version(conn: Connection, *, id: int) -> int:
     return int(row["version"])
 
 
-async def delete_deal(conn: Connection, *, id: int, if_match: int | None) -> bool:
-    return await DELETE_DEAL(conn, id, if_match) is not None
+class DeletedDeal(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    deal_id: int | None
+    version: int
+
+
+async def delete_deal(conn: Connection, *, id: int, if_match: int | None) -> DeletedDeal | None:
+    """The deal deleted (its ids and last version), or None when nothing matched."""
+    row = await DELETE_DEAL(conn, id, if_match)
+    if row is None:
+        return None
+    return DeletedDeal(id=row["id"], deal_id=row["deal_id"], version=row["version"])

@@ -28,6 +28,8 @@ CREATE_WORK_TABLES = tuple(
         "create_load_changed",
         "create_load_existing",
         "create_load_new_deals",
+        "create_load_updated_deals",
+        "create_load_events",
     )
 )
 INSERT_TYPED_ROWS = ExecRows("insert_typed_rows")
@@ -52,6 +54,8 @@ INSERT_DEALS = ExecRows("insert_deals")
 DELETE_STALE_LINKS = ExecRows("delete_stale_links")
 INSERT_NEW_LINKS = ExecRows("insert_new_links")
 INSERT_CHANGED_LINKS = ExecRows("insert_changed_links")
+BUILD_LOAD_EVENTS = ExecRows("build_load_events")
+INSERT_LOAD_EVENTS = ExecRows("insert_load_events")
 COUNT_REJECTED = Value("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
 COUNT_PROBLEMS = Value("count_problems")
@@ -198,6 +202,16 @@ async def insert_new_links(conn: Connection) -> int:
 
 async def insert_changed_links(conn: Connection) -> int:
     return await INSERT_CHANGED_LINKS(conn)
+
+
+async def build_load_events(conn: Connection) -> int:
+    """The load's events into load_events (no lock yet): their number."""
+    return await BUILD_LOAD_EVENTS(conn)
+
+
+async def insert_load_events(conn: Connection) -> int:
+    """The load's events, its last write (it takes the feed's order lock to commit)."""
+    return await INSERT_LOAD_EVENTS(conn)
 
 
 async def count_rejected(conn: Connection) -> int:

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 
 from service.db.catalogue import Connection
+from service.db.listener import EventListener
 from service.settings import Settings, redact_url
 
 log = logging.getLogger("service.db")
@@ -48,6 +49,8 @@ class Database:
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._waiting = 0
+        # GET /events?wait: one LISTEN connection per worker (service/db/listener.py)
+        self.listener = EventListener(self.url, settings.pool_acquire_timeout)
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -92,6 +95,7 @@ class Database:
             self._pool = await self._make_pool(0)
 
     async def close(self) -> None:
+        await self.listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

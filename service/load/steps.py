@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ import msgspec
 
 from service.db import load as sql
 from service.db.catalogue import Connection, rowcount
+from service.db.events import delete_expired_events
 from service.load.errors import (
     BadRows,
     DatabaseUnavailable,
@@ -101,6 +103,7 @@ async def load_file(
     report_limit: int = REPORT_LIMIT,
     work_mem: str = WORK_MEM,
     row_fk_checks: bool = False,
+    events_retention: timedelta = timedelta(days=7),
 ) -> LoadSummary:
     """Load a deals CSV; return the summary, or raise a LoadError having written nothing.
 
@@ -122,7 +125,16 @@ async def load_file(
         conn = await connect(target) if isinstance(target, str) else target
         watchdog = ConnectionWatchdog(conn)
         try:
-            loader = Loader(conn, source, out, progress, skip_bad_rows, report_limit, row_fk_checks)
+            loader = Loader(
+                conn,
+                source,
+                out,
+                progress,
+                skip_bad_rows,
+                report_limit,
+                row_fk_checks,
+                events_retention,
+            )
             summary = await loader.run(if_empty=if_empty, notify=notify, work_mem=work_mem)
             if not summary.skipped:
                 progress.phase("vacuum")
@@ -222,8 +234,10 @@ class Loader:
         skip_bad_rows: bool,
         report_limit: int,
         row_fk_checks: bool = False,
+        events_retention: timedelta = timedelta(days=7),
     ) -> None:
         self.conn = conn
+        self.events_retention = events_retention
         self.source = source
         self.path = source.path
         self.out = out
@@ -265,6 +279,17 @@ class Loader:
             links_removed = await sql.delete_stale_links(conn)
             links_added = await sql.insert_new_links(conn)
             links_added += await sql.insert_changed_links(conn)
+
+            progress.phase("events")
+            # Built first; then the expired ones go, outside the feed's order lock, at
+            # least twice as many as this load adds (so the retention keeps up); then
+            # the load's own are appended, its last write: the order lock is held from
+            # there to the commit (sql/events.sql).
+            events = await sql.build_load_events(conn)
+            await delete_expired_events(
+                conn, retention=self.events_retention, limit=2 * events + 1000
+            )
+            await sql.insert_load_events(conn)
             progress.phase("commit")
         loaded = rows_read - rejected
         return LoadSummary(
