@@ -37,6 +37,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
 DatabaseUrl = Annotated[str, msgspec.Meta(pattern=DATABASE_URL_PATTERN)]
+MIN_SECRET = 32  # bytes of AUTH_JWT_SECRET
 # A browser's Origin: scheme://host[:port], no path; `*` in it is a wildcard (CORSConfig's).
 ORIGIN = re.compile(r"\*|https?://[^/?#\s,]+")
 
@@ -65,8 +66,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
     data_dir: Path = Path(".data")
     cors_origins: tuple[str, ...] = ()  # none: CORS off
+    # Access control: neither set, the API is open; both set is an error.
+    auth_jwt_secret: str | None = None  # HS256
+    auth_jwt_public_key: Path | None = None  # a PEM public key: RS256 or ES256
+    auth_jwt_audience: str | None = None  # `aud` checked when set
+    auth_jwt_leeway_seconds: NonNegative = 30  # clock skew allowed on exp, nbf, iat
+    metrics_token: str | None = None  # GET /metrics needs it as a bearer token when set
 
     def __post_init__(self) -> None:
+        if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
+            raise SettingsError(
+                "AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY are both set: "
+                "set one (HS256 with the secret, or RS256/ES256 with the public key)"
+            )
+        if self.auth_jwt_secret is not None and len(self.auth_jwt_secret.encode()) < MIN_SECRET:
+            # RFC 7518 3.2: an HS256 key at least as long as the hash. The value is never shown.
+            raise SettingsError(
+                f"AUTH_JWT_SECRET is {len(self.auth_jwt_secret.encode())} bytes long: "
+                f"HS256 needs at least {MIN_SECRET}"
+            )
         for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
             value = getattr(self, field)
             if not math.isfinite(value):
@@ -102,6 +120,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         except msgspec.ValidationError as exc:
             raise SettingsError(_explain(exc, raw)) from None
 
+    @property
+    def auth_on(self) -> bool:
+        """Whether requests need a bearer token (AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY set)."""
+        return self.auth_jwt_secret is not None or self.auth_jwt_public_key is not None
+
     def with_database(self, url: str) -> Settings:
         return msgspec.structs.replace(self, database_url=url)
 
@@ -127,6 +150,11 @@ ENV_VARS: dict[str, str] = {
     "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
     "DEALS_DATA_DIR": "data_dir",
     "CORS_ORIGINS": "cors_origins",
+    "AUTH_JWT_SECRET": "auth_jwt_secret",
+    "AUTH_JWT_PUBLIC_KEY": "auth_jwt_public_key",
+    "AUTH_JWT_AUDIENCE": "auth_jwt_audience",
+    "AUTH_JWT_LEEWAY_SECONDS": "auth_jwt_leeway_seconds",
+    "METRICS_TOKEN": "metrics_token",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 

@@ -13,6 +13,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from service import logs
+from service.api.auth import access_middleware, declare_security
 from service.api.categories import CategoriesController
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
@@ -95,9 +96,11 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
         logging_config=None,  # logging is configured once, by service.logs
-        middleware=[drain_middleware],
+        middleware=[drain_middleware, *access_middleware(settings)],
     )
     finish_openapi(app)
+    if settings.auth_on:
+        declare_security(app)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
     # Measured inside the HTTP layer: it sees the scope the router fills (path_template).

@@ -72,6 +72,14 @@ class BadRequest(ApiError):
     status_code, code = 400, "BAD_REQUEST"
 
 
+class Unauthenticated(ApiError):
+    status_code, code = 401, "UNAUTHENTICATED"
+
+
+class Forbidden(ApiError):
+    status_code, code = 403, "FORBIDDEN"
+
+
 class NotFound(ApiError):
     status_code, code = 404, "NOT_FOUND"
 
@@ -251,6 +259,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
+    401: "No bearer token, or one that is not valid (WWW-Authenticate says why)",
+    403: "The token lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict",
     412: "If-Match does not match the current version",

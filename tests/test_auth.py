@@ -1,0 +1,374 @@
+"""Access control: bearer JWTs and their scopes, the metrics token, the document's security."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from service.api.app import create_app
+from service.api.auth import required_scope
+from service.settings import Settings, SettingsError
+from tests.known import Known
+from tests.serving import serving
+from tests.test_deal_writes import new_deal
+
+Client = AsyncTestClient[Litestar]
+
+SECRET = secrets.token_urlsafe(48)
+READ, WRITE = "deals:read", "deals:write"
+
+
+def claims(scope: Any = READ, ttl: float = 300, **extra: Any) -> dict[str, Any]:
+    return {"sub": "tester", "scope": scope, "exp": int(time.time() + ttl), **extra}
+
+
+def hs256(payload: dict[str, Any], key: str | bytes = SECRET) -> str:
+    return jwt.encode(payload, key, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def auth_settings(database_url: str, **changes: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database_url": database_url,
+        "pool_min_size": 1,
+        "pool_max_size": 4,
+        "auth_jwt_secret": SECRET,
+    }
+    return Settings(**{**base, **changes})
+
+
+@pytest.fixture
+async def guarded(database_url: str, known: Known) -> AsyncIterator[Client]:
+    """An app that asks for HS256 tokens signed with SECRET, over the known rows."""
+    async with AsyncTestClient(app=create_app(auth_settings(database_url))) as client:
+        yield client
+
+
+def pem_of(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, folder: Path) -> Path:
+    path = folder / "public.pem"
+    path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+def assert_unauthenticated(response: Any, description: str | None) -> None:
+    assert response.status_code == 401, response.text
+    error = response.json()["error"]
+    assert error["code"] == "UNAUTHENTICATED"
+    assert error["request_id"] == response.headers["x-request-id"]
+    challenge = response.headers["www-authenticate"]
+    if description is None:
+        assert challenge == 'Bearer realm="deals"'
+    else:
+        assert error["message"] == description
+        assert challenge == (
+            f'Bearer realm="deals", error="invalid_token", error_description="{description}"'
+        )
+
+
+# --- which scope a request needs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("GET", "/deals", READ),
+        ("HEAD", "/deals/7", READ),
+        ("GET", "/deals/stats", READ),
+        ("GET", "/hotels/3", READ),
+        ("GET", "/categories", READ),
+        ("OPTIONS", "/deals", READ),
+        ("POST", "/deals", WRITE),
+        ("PATCH", "/deals/7", WRITE),
+        ("DELETE", "/deals/7", WRITE),
+        ("POST", "/deals/import", "deals:import"),
+        ("GET", "/health", None),
+        ("GET", "/health/ready", None),
+        ("GET", "/docs", None),
+        ("GET", "/docs/openapi.json", None),
+        ("GET", "/metrics", "metrics"),
+        ("GET", "/healthz", READ),  # closed by default: only /health and below are open
+    ],
+)
+def test_the_scope_follows_method_and_path(method: str, path: str, scope: str | None) -> None:
+    assert required_scope(method, path) == scope
+
+
+# --- in and out -------------------------------------------------------------------------
+
+
+async def test_a_read_token_reads_everything(guarded: Client, known: Known) -> None:
+    headers = bearer(hs256(claims()))
+    deal = known.deals[0].id
+    for path in ("/deals", f"/deals/{deal}", "/deals/stats", "/hotels", "/categories"):
+        response = await guarded.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.text)
+    assert (await guarded.head(f"/deals/{deal}", headers=headers)).status_code == 200
+
+
+async def test_no_token_is_a_401_with_the_bearer_challenge(guarded: Client, known: Known) -> None:
+    for path in ("/deals", f"/deals/{known.deals[0].id}", "/hotels", "/categories"):
+        response = await guarded.get(path)
+        assert_unauthenticated(response, None)
+        assert response.json()["error"]["message"] == (
+            "this request needs a bearer token: Authorization: Bearer <token>"
+        )
+
+
+async def test_health_and_docs_stay_open(guarded: Client) -> None:
+    for path in ("/health", "/health/live", "/health/ready", "/docs", "/docs/openapi.json"):
+        assert (await guarded.get(path)).status_code == 200, path
+
+
+async def test_a_write_token_writes_and_a_read_token_gets_403(
+    guarded: Client, known: Known
+) -> None:
+    write = bearer(hs256(claims(f"{READ} {WRITE}")))
+    created = await guarded.post("/deals", json=new_deal(known), headers=write)
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+
+    read = bearer(hs256(claims(READ)))
+    refused = await guarded.delete(location, headers={**read, "If-Match": '"1"'})
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert (error["code"], error["message"]) == (
+        "FORBIDDEN",
+        "the token lacks the scope deals:write",
+    )
+    assert error["details"] == [{"scope": WRITE}]
+    assert refused.headers["www-authenticate"] == (
+        'Bearer realm="deals", error="insufficient_scope", '
+        'error_description="the token lacks the scope deals:write", scope="deals:write"'
+    )
+    assert (await guarded.get(location, headers=read)).status_code == 200  # still there
+
+    deleted = await guarded.delete(location, headers={**write, "If-Match": '"1"'})
+    assert deleted.status_code == 204
+
+
+async def test_a_write_only_token_cannot_read(guarded: Client, known: Known) -> None:
+    response = await guarded.get("/deals", headers=bearer(hs256(claims(WRITE))))
+    assert response.status_code == 403
+    assert response.json()["error"]["details"] == [{"scope": READ}]
+
+
+async def test_the_check_comes_before_any_database_work(tmp_path: Path) -> None:
+    """Over a database that does not answer, a refused request is a 401, never a 503."""
+    settings = auth_settings("postgresql://deals@127.0.0.1:1/nothing", pool_min_size=0)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        assert_unauthenticated(await client.get("/deals"), None)
+        response = await client.delete("/deals/1", headers=bearer(hs256(claims(READ))))
+        assert response.status_code == 403
+        # With the right scope the request goes on, and only then meets the database.
+        assert (await client.get("/deals/1", headers=bearer(hs256(claims())))).status_code == 503
+
+
+async def test_an_unknown_path_is_a_404_whatever_the_token(guarded: Client) -> None:
+    assert (await guarded.get("/nothing-here")).status_code == 404
+
+
+async def test_leeway_allows_a_little_clock_skew(guarded: Client, known: Known) -> None:
+    just_expired = hs256(claims(ttl=-10))  # within the default 30 s
+    assert (await guarded.get("/categories", headers=bearer(just_expired))).status_code == 200
+    long_expired = hs256(claims(ttl=-31))
+    assert_unauthenticated(
+        await guarded.get("/categories", headers=bearer(long_expired)), "the token has expired"
+    )
+
+
+async def test_the_audience_is_checked_when_set(database_url: str, known: Known) -> None:
+    settings = auth_settings(database_url, auth_jwt_audience="deals-api")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        good = hs256(claims(aud="deals-api"))
+        assert (await client.get("/categories", headers=bearer(good))).status_code == 200
+        for token in (hs256(claims(aud="other")), hs256(claims())):
+            response = await client.get("/categories", headers=bearer(token))
+            assert response.status_code == 401
+
+
+@pytest.mark.parametrize("kind", ["RS256", "ES256"])
+async def test_a_public_key_verifies_its_own_algorithm(
+    database_url: str, known: Known, tmp_path: Path, kind: str
+) -> None:
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    settings = auth_settings(
+        database_url, auth_jwt_secret=None, auth_jwt_public_key=pem_of(private, tmp_path)
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        token = jwt.encode(claims(), private, algorithm=kind)
+        assert (await client.get("/categories", headers=bearer(token))).status_code == 200
+        assert_unauthenticated(await client.get("/categories"), None)
+
+
+# --- /metrics ---------------------------------------------------------------------------
+
+
+async def test_metrics_needs_its_token_when_set(database_url: str) -> None:
+    metrics_token = secrets.token_urlsafe(24)
+    settings = auth_settings(database_url, metrics_token=metrics_token)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        assert_unauthenticated(await client.get("/metrics"), None)
+        wrong = await client.get("/metrics", headers=bearer(metrics_token + "x"))
+        assert_unauthenticated(wrong, "the token is not the metrics token")
+        a_jwt = await client.get("/metrics", headers=bearer(hs256(claims())))
+        assert a_jwt.status_code == 401
+        right = await client.get("/metrics", headers=bearer(metrics_token))
+        assert right.status_code == 200
+
+
+async def test_metrics_token_alone_leaves_the_api_open(database_url: str) -> None:
+    metrics_token = secrets.token_urlsafe(24)
+    settings = Settings(database_url=database_url, metrics_token=metrics_token)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        assert (await client.get("/categories")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 401
+
+
+async def test_without_a_key_the_api_and_metrics_are_open(client: Client) -> None:
+    assert (await client.get("/categories")).status_code == 200
+    assert (await client.get("/metrics")).status_code == 200
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_a_secret_and_a_public_key_together_are_an_error(tmp_path: Path) -> None:
+    env = {"AUTH_JWT_SECRET": SECRET, "AUTH_JWT_PUBLIC_KEY": str(tmp_path / "k.pem")}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == (
+        "AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY are both set: "
+        "set one (HS256 with the secret, or RS256/ES256 with the public key)"
+    )
+
+
+def test_a_short_secret_is_refused_without_being_shown() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"AUTH_JWT_SECRET": "hunter2"})
+    assert str(caught.value) == "AUTH_JWT_SECRET is 7 bytes long: HS256 needs at least 32"
+
+
+@pytest.mark.parametrize(
+    ("pem", "message"),
+    [
+        (None, "AUTH_JWT_PUBLIC_KEY={path}: cannot read it (No such file or directory)"),
+        (b"not a key", "AUTH_JWT_PUBLIC_KEY={path} is not a PEM public key"),
+    ],
+)
+def test_a_public_key_that_cannot_be_used_stops_serve(
+    tmp_path: Path, pem: bytes | None, message: str
+) -> None:
+    from service.api.auth import verifier
+
+    path = tmp_path / "key.pem"
+    if pem is not None:
+        path.write_bytes(pem)
+    with pytest.raises(SettingsError) as caught:
+        verifier(Settings(auth_jwt_public_key=path))
+    assert str(caught.value) == message.format(path=path)
+
+
+def test_a_small_rsa_key_is_refused(tmp_path: Path) -> None:
+    from service.api.auth import verifier
+
+    path = pem_of(rsa.generate_private_key(public_exponent=65537, key_size=1024), tmp_path)  # noqa: S505
+    with pytest.raises(SettingsError, match="is a 1024-bit RSA key: RS256 needs 2048 bits"):
+        verifier(Settings(auth_jwt_public_key=path))
+
+
+# --- the OpenAPI document ---------------------------------------------------------------
+
+
+async def test_the_document_declares_the_scheme_and_each_scope(guarded: Client) -> None:
+    document = (await guarded.get("/docs/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT whose scope claim holds deals:read, deals:write, deals:import "
+        "as it needs.",
+    }
+    seen = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "patch", "delete", "put"}:
+                continue
+            seen.add((method, path))
+            if path.startswith("/health"):
+                assert operation["security"] == [], path
+                assert "401" not in operation["responses"]
+            else:
+                scope = READ if method == "get" else WRITE
+                assert operation["security"] == [{"bearerAuth": [scope]}], (method, path)
+                assert operation["responses"]["401"] == {
+                    "$ref": "#/components/responses/Unauthenticated"
+                }
+                assert operation["responses"]["403"] == {"$ref": "#/components/responses/Forbidden"}
+    assert {("get", "/deals"), ("post", "/deals"), ("delete", "/deals/{id}")} <= seen
+    assert ("get", "/health") in seen
+    responses = document["components"]["responses"]
+    for name in ("Unauthenticated", "Forbidden"):
+        body = responses[name]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+async def test_an_open_api_declares_no_security(client: Client) -> None:
+    document = (await client.get("/docs/openapi.json")).json()
+    assert "securitySchemes" not in document["components"]
+    assert "security" not in document["paths"]["/deals"]["get"]
+
+
+# --- deals serve ------------------------------------------------------------------------
+
+OPEN_WARNING = (
+    "access control is off: neither AUTH_JWT_SECRET nor AUTH_JWT_PUBLIC_KEY is set, "
+    "so any client may read and change deals"
+)
+
+
+def test_serve_warns_at_start_up_when_the_api_is_open(database_url: str, tmp_path: Path) -> None:
+    with serving(database_url, tmp_path / "serve.log", LOG_FORMAT="json") as server:
+        lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    warnings = [line for line in lines if line["message"] == OPEN_WARNING]
+    assert len(warnings) == 1
+    assert (warnings[0]["level"], warnings[0]["logger"]) == ("warning", "service.serve")
+
+
+def test_serve_refuses_a_public_key_it_cannot_use(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve"],
+        env={**os.environ, "AUTH_JWT_PUBLIC_KEY": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: AUTH_JWT_PUBLIC_KEY={missing}: cannot read it (No such file or directory)"
+    )
