@@ -372,3 +372,75 @@ def test_serve_refuses_a_public_key_it_cannot_use(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: AUTH_JWT_PUBLIC_KEY={missing}: cannot read it (No such file or directory)"
     )
+
+
+# --- deals token ------------------------------------------------------------------------
+
+
+def deals(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_JWT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_deals_token_prints_a_token_the_service_accepts(
+    guarded: Client, known: Known
+) -> None:
+    result = deals(
+        "token", "--scope", "deals:read deals:write", "--ttl", "120", "--sub", "loadtest",
+        AUTH_JWT_SECRET=SECRET,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n"
+    decoded = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert decoded["scope"] == "deals:read deals:write"
+    assert decoded["sub"] == "loadtest"
+    assert decoded["exp"] - decoded["iat"] == 120
+    assert "aud" not in decoded
+    assert (await guarded.get("/categories", headers=bearer(token))).status_code == 200
+    created = await guarded.post("/deals", json=new_deal(known), headers=bearer(token))
+    assert created.status_code == 201
+
+
+def test_deals_token_names_the_audience() -> None:
+    result = deals("token", "--scope", "deals:read", "--aud", "deals-api", AUTH_JWT_SECRET=SECRET)
+    assert result.returncode == 0, result.stderr
+    decoded = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="deals-api")
+    assert decoded["aud"] == "deals-api"
+    assert decoded["exp"] - decoded["iat"] == 3600
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--scope", "deals:read"],
+            {},
+            "error: AUTH_JWT_SECRET is not set: deals token signs with it (HS256)",
+        ),
+        (
+            ["--scope", "deals:read admin"],
+            {"AUTH_JWT_SECRET": SECRET},
+            "error: --scope takes deals:read, deals:write, deals:import (space-separated), "
+            "not 'deals:read admin'",
+        ),
+        (
+            ["--scope", "deals:read", "--ttl", "0"],
+            {"AUTH_JWT_SECRET": SECRET},
+            "error: --ttl must be >= 1 second",
+        ),
+    ],
+)
+def test_deals_token_refuses_in_one_line(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = deals("token", *args, **env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == message

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from service import logs
-from service.cli import common, doctor, generate, load, sql
+from service.cli import common, doctor, generate, load, sql, token
 from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("stop", help="stop the embedded server")
     db.set_defaults(handler=cmd_db)
 
-    for module in (sql, generate, load, doctor):
+    for module in (sql, generate, load, doctor, token):
         module.register(sub)
     return parser
 
