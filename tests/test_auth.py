@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -444,3 +449,195 @@ def test_deals_token_refuses_in_one_line(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip() == message
+
+
+# --- hostile tokens ---------------------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(payload: dict[str, Any]) -> str:
+    """alg none: a header, a payload and an empty signature."""
+    header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{b64(json.dumps(payload).encode())}."
+
+
+def hmac_signed(payload: dict[str, Any], key: bytes) -> str:
+    """HS256 by hand, with any bytes as the key (PyJWT refuses a PEM key for HMAC)."""
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signing_input = f"{header}.{b64(json.dumps(payload).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+NOT_WELL_FORMED = "the token is not a well-formed JWT"
+BAD_SIGNATURE = "the token's signature does not verify"
+BAD_ALGORITHM = "the token is not signed with the accepted algorithm"
+BAD_SCOPE = "the scope claim must be a space-separated string"
+VALID = hs256(claims())
+
+# name -> (Authorization header or None, the description of the 401; None: no error code)
+HOSTILE: dict[str, tuple[str | None, str | None]] = {
+    "alg none": (f"Bearer {unsigned(claims())}", BAD_ALGORITHM),
+    "alg none, no signature dot": (f"Bearer {unsigned(claims())[:-1]}", NOT_WELL_FORMED),
+    "expired beyond the leeway": (f"Bearer {hs256(claims(ttl=-120))}", "the token has expired"),
+    "nbf in the future": (
+        f"Bearer {hs256(claims(nbf=int(time.time()) + 120))}",
+        "the token is not valid yet (nbf or iat in the future)",
+    ),
+    "wrong signature": (f"Bearer {hs256(claims(), secrets.token_urlsafe(48))}", BAD_SIGNATURE),
+    "signature of another payload": (
+        "Bearer " + ".".join([*VALID.split(".")[:2], hs256(claims(WRITE)).split(".")[2]]),
+        BAD_SIGNATURE,
+    ),
+    "truncated signature": (f"Bearer {VALID[:-3]}", BAD_SIGNATURE),  # 40 of its 43 characters
+    "truncated, bad padding": (f"Bearer {VALID[:-2]}", NOT_WELL_FORMED),
+    "truncated in the payload": (f"Bearer {VALID[: len(VALID) // 2]}", NOT_WELL_FORMED),
+    "100 kB long": (
+        f"Bearer {hs256(claims(pad='x' * 100_000))}",
+        "the token is longer than 4096 bytes",
+    ),
+    "scope a list": (f"Bearer {hs256(claims([READ]))}", BAD_SCOPE),
+    "scope a number": (f"Bearer {hs256(claims(7))}", BAD_SCOPE),
+    "missing exp": (
+        f"Bearer {hs256({'sub': 'tester', 'scope': READ})}",
+        "the token lacks the exp claim",
+    ),
+    "exp not a number": (f"Bearer {hs256(claims(exp='tomorrow'))}", NOT_WELL_FORMED),
+    "sub not a string": (f"Bearer {hs256(claims(sub=42))}", "the token is not valid"),
+    "payload not an object": (
+        f"Bearer {hmac_signed([1, 2], SECRET.encode())}",  # type: ignore[arg-type]
+        NOT_WELL_FORMED,
+    ),
+    "random bytes": (f"Bearer {b64(secrets.token_bytes(64))}", NOT_WELL_FORMED),
+    "three dots of junk": ("Bearer a.b.c", NOT_WELL_FORMED),
+    "no Authorization header": (None, None),
+    "Bearer with nothing": ("Bearer", "the bearer token is empty"),
+    "Bearer and spaces": ("Bearer    ", "the bearer token is empty"),
+    "Basic": ("Basic dXNlcjpwYXNzd29yZA==", None),
+    "a token with no scheme": (VALID, None),
+}
+
+
+def hostile_headers(name: str) -> dict[str, str]:
+    value = HOSTILE[name][0]
+    return {} if value is None else {"Authorization": value}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_a_hostile_token_gets_a_401(guarded: Client, known: Known, name: str) -> None:
+    description = HOSTILE[name][1]
+    for method, path in (("GET", "/deals"), ("DELETE", f"/deals/{known.deals[0].id}")):
+        response = await guarded.request(method, path, headers=hostile_headers(name))
+        assert_unauthenticated(response, description)
+    assert (
+        await guarded.get(f"/deals/{known.deals[0].id}", headers=bearer(VALID))
+    ).status_code == 200
+
+
+async def test_a_wrong_audience_gets_a_401(database_url: str, known: Known) -> None:
+    settings = auth_settings(database_url, auth_jwt_audience="deals-api")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        for token in (hs256(claims(aud="billing")), hs256(claims(aud=["billing", "crm"]))):
+            response = await client.get("/categories", headers=bearer(token))
+            assert_unauthenticated(response, "the token is for another audience")
+
+
+async def test_a_read_token_cannot_write(guarded: Client, known: Known) -> None:
+    read = bearer(hs256(claims(READ)))
+    deal = known.deals[0].id
+    for method, path, body in (
+        ("POST", "/deals", new_deal(known)),
+        ("PATCH", f"/deals/{deal}", {"room_type": "Hacked"}),
+        ("DELETE", f"/deals/{deal}", None),
+    ):
+        response = await guarded.request(
+            method, path, json=body, headers={**read, "If-Match": '"1"'}
+        )
+        assert response.status_code == 403, (method, response.text)
+        assert response.json()["error"]["code"] == "FORBIDDEN"
+    after = (await guarded.get(f"/deals/{deal}", headers=read)).json()
+    assert after == known.deals[0].json()
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+async def test_key_confusion_hs256_signed_with_the_public_key_is_refused(
+    database_url: str, known: Known, tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    pem = pem_of(rsa_key, tmp_path)
+    settings = auth_settings(database_url, auth_jwt_secret=None, auth_jwt_public_key=pem)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        forged = hmac_signed(claims(f"{READ} {WRITE}"), pem.read_bytes())
+        assert_unauthenticated(
+            await client.get("/categories", headers=bearer(forged)), BAD_ALGORITHM
+        )
+        none = unsigned(claims())
+        assert_unauthenticated(await client.get("/categories", headers=bearer(none)), BAD_ALGORITHM)
+        # An RS256 token signed by another key.
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        stranger = jwt.encode(claims(), other, algorithm="RS256")
+        assert_unauthenticated(
+            await client.get("/categories", headers=bearer(stranger)), BAD_SIGNATURE
+        )
+        # An ES256 token to an RS256 service: the algorithm is the key's.
+        ec_token = jwt.encode(claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+        assert_unauthenticated(
+            await client.get("/categories", headers=bearer(ec_token)), BAD_ALGORITHM
+        )
+        genuine = jwt.encode(claims(), rsa_key, algorithm="RS256")
+        assert (await client.get("/categories", headers=bearer(genuine))).status_code == 200
+
+
+def test_no_token_or_secret_reaches_the_log(
+    database_url: str, known: Known, tmp_path: Path
+) -> None:
+    """A real server, JSON logs at debug: every hostile token, a valid one and a 403 are sent,
+    and none of them, nor the secret, appears anywhere in the log."""
+    metrics_token = secrets.token_urlsafe(24)
+    sent: list[str] = [VALID, metrics_token]
+    with serving(
+        database_url,
+        tmp_path / "serve.log",
+        LOG_FORMAT="json",
+        LOG_LEVEL="debug",
+        AUTH_JWT_SECRET=SECRET,
+        METRICS_TOKEN=metrics_token,
+    ) as server:
+        statuses = {}
+        for name in sorted(HOSTILE):
+            request = urllib.request.Request(f"{server.base}/deals", headers=hostile_headers(name))
+            statuses[name] = http_status(request)
+            value = HOSTILE[name][0]
+            if value is not None:
+                sent.append(value.removeprefix("Bearer").strip() or value)
+        ok = urllib.request.Request(f"{server.base}/deals", headers=bearer(VALID))
+        assert http_status(ok) == 200
+        write = urllib.request.Request(
+            f"{server.base}/deals/{known.deals[0].id}", method="DELETE", headers=bearer(VALID)
+        )
+        assert http_status(write) == 403
+        scrape = urllib.request.Request(f"{server.base}/metrics", headers=bearer(metrics_token))
+        assert http_status(scrape) == 200
+        log = server.output()
+    assert set(statuses.values()) <= {401, 431}, statuses  # 431: a header the server refuses
+    assert statuses["alg none"] == 401
+    assert '"status":401' in log  # the access lines are there
+    assert "Traceback" not in log
+    assert SECRET not in log
+    for token in sent:
+        for piece in {token, *token.split(".")} - {"", "a", "b", "c"}:
+            assert piece not in log, piece[:20]
+
+
+def http_status(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
