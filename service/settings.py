@@ -28,8 +28,14 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 
 DATABASE_URL_PATTERN = "^postgres(ql)?://"
+REDIS_URL_PATTERN = "^(rediss?|unix)://"
+RATE_PATTERN = "^[1-9][0-9]{0,8}/[smh]$"
 # What a pattern asks for, in words: the message when a value does not match it.
-PATTERN_MEANING = {DATABASE_URL_PATTERN: "must start with postgresql:// or postgres://"}
+PATTERN_MEANING = {
+    DATABASE_URL_PATTERN: "must start with postgresql:// or postgres://",
+    REDIS_URL_PATTERN: "must start with redis://, rediss:// or unix://",
+    RATE_PATTERN: "must be requests per second, minute or hour: 200/s, 1000/m, 5000/h",
+}
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -37,6 +43,8 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
 DatabaseUrl = Annotated[str, msgspec.Meta(pattern=DATABASE_URL_PATTERN)]
+RedisUrl = Annotated[str, msgspec.Meta(pattern=REDIS_URL_PATTERN)]
+RateText = Annotated[str, msgspec.Meta(pattern=RATE_PATTERN)]
 MIN_SECRET = 32  # bytes of AUTH_JWT_SECRET
 # A browser's Origin: scheme://host[:port], no path; `*` in it is a wildcard (CORSConfig's).
 ORIGIN = re.compile(r"\*|https?://[^/?#\s,]+")
@@ -72,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_jwt_audience: str | None = None  # `aud` checked when set
     auth_jwt_leeway_seconds: NonNegative = 30  # clock skew allowed on exp, nbf, iat
     metrics_token: str | None = None  # GET /metrics needs it as a bearer token when set
+    rate_limit: RateText | None = None  # per client; none: no limit
+    redis_url: RedisUrl | None = None  # the rate limit's counters and the stats cache, shared
 
     def __post_init__(self) -> None:
         if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
@@ -155,6 +165,8 @@ ENV_VARS: dict[str, str] = {
     "AUTH_JWT_AUDIENCE": "auth_jwt_audience",
     "AUTH_JWT_LEEWAY_SECONDS": "auth_jwt_leeway_seconds",
     "METRICS_TOKEN": "metrics_token",
+    "RATE_LIMIT": "rate_limit",
+    "REDIS_URL": "redis_url",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 
@@ -193,7 +205,7 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str]) -> str:
         allowed = get_args(get_type_hints(Settings)[field])
         return f"{var}={value!r} is not one of {', '.join(map(str, allowed))}"
     if isinstance(info, mi.StrType) and info.pattern in PATTERN_MEANING:
-        shown = redact_url(value) if field == "database_url" else value
+        shown = redact_url(value) if field in ("database_url", "redis_url") else value
         return f"{var}={shown!r} {PATTERN_MEANING[info.pattern]}"
     return f"{var}={value!r}: {_AT_FIELD.sub('', str(exc))}"
 

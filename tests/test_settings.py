@@ -57,6 +57,8 @@ def test_every_variable_is_read() -> None:
         "AUTH_JWT_AUDIENCE": "deals-api",
         "AUTH_JWT_LEEWAY_SECONDS": "0",
         "METRICS_TOKEN": "scrape-me",
+        "RATE_LIMIT": "200/s",
+        "REDIS_URL": "redis://cache:6379/0",
     }
     assert Settings.from_env(env) == Settings(
         database_url="postgres://u:p@db:5433/deals",
@@ -78,6 +80,8 @@ def test_every_variable_is_read() -> None:
         auth_jwt_audience="deals-api",
         auth_jwt_leeway_seconds=0,
         metrics_token="scrape-me",
+        rate_limit="200/s",
+        redis_url="redis://cache:6379/0",
     )
 
 
@@ -214,7 +218,8 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     assert Settings().database_url is None
     assert table.pop("CORS_ORIGINS").startswith("unset")
     assert Settings().cors_origins == ()
-    for var in ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "METRICS_TOKEN"):
+    unset = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "METRICS_TOKEN")
+    for var in (*unset, "RATE_LIMIT", "REDIS_URL"):
         assert table.pop(var).startswith("unset"), var
         assert getattr(Settings(), ENV_VARS[var]) is None
     for var, default in table.items():

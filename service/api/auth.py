@@ -22,6 +22,10 @@ UNAUTHENTICATED with `WWW-Authenticate: Bearer` (error="invalid_token" and a
 description when a token was sent, RFC 6750 3.1), 403 FORBIDDEN with
 error="insufficient_scope" and the scope needed. No token, secret or
 claim is ever written to a log line or an answer.
+
+The same middleware counts the request against RATE_LIMIT
+(service/api/ratelimit.py), after the check so that the client is the
+token's subject; a refused request counts against the peer address.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar import Litestar
 from litestar.openapi.spec import Components, OpenAPIResponse, Reference, SecurityScheme
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
 
-from service.api.errors import Forbidden, Unauthenticated
+from service.api.errors import ApiError, Forbidden, TooManyRequests, Unauthenticated
 from service.api.openapi import ERROR_BODY
+from service.api.ratelimit import Limiter, LocalCounter, Rate, RedisCounter
 from service.api.request_id import header
 from service.settings import Settings, SettingsError
 
@@ -201,23 +207,30 @@ def bearer(scope: Scope) -> str:
 
 @dataclass(frozen=True)
 class Access:
-    """What a request must show: a JWT (verifier) and, for /metrics, METRICS_TOKEN."""
+    """What a request must show (a JWT, and for /metrics METRICS_TOKEN) and how often it may
+    come (RATE_LIMIT, service/api/ratelimit.py)."""
 
     verifier: Verifier | None
     metrics_token: bytes | None
+    limiter: Limiter | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> Access:
+    def of(cls, settings: Settings, redis: Redis | None = None) -> Access:
         token = settings.metrics_token
-        return cls(verifier(settings), token.encode() if token is not None else None)
+        limiter = None
+        if settings.rate_limit is not None:
+            counter = RedisCounter(redis) if redis is not None else LocalCounter()
+            limiter = Limiter(Rate.parse(settings.rate_limit), counter)
+        return cls(verifier(settings), token.encode() if token is not None else None, limiter)
 
     @property
     def needed(self) -> bool:
-        return self.verifier is not None or self.metrics_token is not None
+        return (
+            self.verifier is not None or self.metrics_token is not None or self.limiter is not None
+        )
 
-    def check(self, scope: Any) -> Principal | None:
+    def check(self, scope: Any, needed: str | None) -> Principal | None:
         """The request's principal (None when none is needed); raises the 401 or 403."""
-        needed = required_scope(scope["method"], scope["path"])
         if needed is None:
             return None
         if needed == METRICS:
@@ -240,22 +253,64 @@ class Access:
             )
         return principal
 
+    async def limit(
+        self, scope: Any, needed: str | None, principal: Principal | None
+    ) -> dict[str, str]:
+        """The RateLimit-* headers of this request; raises the 429 when it is over."""
+        if self.limiter is None or needed == METRICS or scope["path"].startswith("/health"):
+            return {}
+        if principal is not None and principal.sub is not None:
+            client = f"sub:{principal.sub}"
+        else:
+            peer = scope.get("client")
+            client = f"addr:{peer[0] if peer else 'unknown'}"
+        verdict = await self.limiter.hit(client)
+        if verdict is None:
+            return {}
+        if not verdict.allowed:
+            raise TooManyRequests(
+                f"over the rate limit of {self.limiter.rate.limit} requests in "
+                f"{self.limiter.rate.window} s; retry in {verdict.reset} s",
+                headers=verdict.headers(),
+            )
+        return verdict.headers()
+
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Litestar middleware (after routing, before the handler): the check of every request."""
 
         async def checked(scope: Any, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                principal = self.check(scope)
-                if principal is not None:
-                    scope.setdefault("state", {})["principal"] = principal
-            await app(scope, receive, send)
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            needed = required_scope(scope["method"], scope["path"])
+            try:
+                principal = self.check(scope, needed)
+            except ApiError as refused:  # counted too, against the peer address
+                refused.headers.update(await self.limit(scope, needed, None))
+                raise
+            headers = await self.limit(scope, needed, principal)
+            if principal is not None:
+                scope.setdefault("state", {})["principal"] = principal
+            if not headers:
+                await app(scope, receive, send)
+                return
+            encoded = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), *encoded]}
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
 
         return checked
 
 
-def access_middleware(settings: Settings) -> list[Callable[[ASGIApp], ASGIApp]]:
+def access_middleware(
+    settings: Settings, redis: Redis | None = None
+) -> list[Callable[[ASGIApp], ASGIApp]]:
     """The app's access middleware for these settings: none when nothing is required."""
-    access = Access.of(settings)
+    access = Access.of(settings, redis)
     return [access.middleware] if access.needed else []
 
 

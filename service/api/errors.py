@@ -96,6 +96,10 @@ class PreconditionRequired(ApiError):
     status_code, code = 428, "PRECONDITION_REQUIRED"
 
 
+class TooManyRequests(ApiError):
+    status_code, code = 429, "TOO_MANY_REQUESTS"
+
+
 class UnsupportedMediaType(ApiError):
     status_code, code = 415, "UNSUPPORTED_MEDIA_TYPE"
 
@@ -268,6 +272,7 @@ ERROR_DESCRIPTIONS = {
     415: "Unsupported content type",
     428: "Neither If-Match nor a body version: a write must name the version it changes",
     422: "Validation failed; details name each failing field",
+    429: "Over RATE_LIMIT: Retry-After says when to try again",
     503: "Database unavailable or no connection free in time (Retry-After set)",
     504: "Statement timeout",
 }
