@@ -624,10 +624,17 @@ def test_no_token_or_secret_reaches_the_log(
         assert http_status(write) == 403
         scrape = urllib.request.Request(f"{server.base}/metrics", headers=bearer(metrics_token))
         assert http_status(scrape) == 200
-        log = server.output()
+        in_query = hs256(claims(sub="query"))  # RFC 6750 2.3: refused, and kept out of the log
+        sent.append(in_query)
+        assert (
+            http_status(urllib.request.Request(f"{server.base}/deals?access_token={in_query}"))
+            == 401
+        )
+    log = server.output()  # once the server has stopped: every line written
     assert set(statuses.values()) <= {401, 431}, statuses  # 431: a header the server refuses
     assert statuses["alg none"] == 401
     assert '"status":401' in log  # the access lines are there
+    assert '"path":"/deals?access_token=***"' in log
     assert "Traceback" not in log
     assert SECRET not in log
     for token in sent:

@@ -152,7 +152,7 @@ class Measured:
             HTTP_DURATION.labels(method, route).observe(seconds)
             QUERIES_PER_REQUEST.labels(route).observe(measures.queries)
         if self.access_log:
-            query = scope.get("query_string", b"").decode("latin-1")
+            query = hide_tokens(scope.get("query_string", b"").decode("latin-1"))
             path = scope["path"] + (f"?{query}" if query else "")
             access.info(
                 "%s %s %s",
@@ -170,6 +170,15 @@ class Measured:
                     "queries": measures.queries,
                 },
             )
+
+
+# RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
+TOKEN_PARAMETER = re.compile(r"((?:^|&)[^=&]*(?:token|secret|password)[^=&]*=)[^&]*", re.I)
+
+
+def hide_tokens(query: str) -> str:
+    """The query string with the value of any token-like parameter replaced by ***."""
+    return TOKEN_PARAMETER.sub(r"\1***", query) if query else query
 
 
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
