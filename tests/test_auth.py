@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -228,6 +229,42 @@ async def test_a_public_key_verifies_its_own_algorithm(
         token = jwt.encode(claims(), private, algorithm=kind)
         assert (await client.get("/categories", headers=bearer(token))).status_code == 200
         assert_unauthenticated(await client.get("/categories"), None)
+
+
+async def test_a_remembered_token_is_still_refused_once_expired(
+    database_url: str, known: Known
+) -> None:
+    """Verified tokens are kept in memory (Verifier.cache), but only until their exp."""
+    settings = auth_settings(database_url, auth_jwt_leeway_seconds=0)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        token = hs256(claims(exp=int(time.time()) + 2))
+        for _ in range(3):
+            assert (await client.get("/categories", headers=bearer(token))).status_code == 200
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+        await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+        assert_unauthenticated(
+            await client.get("/categories", headers=bearer(token)), "the token has expired"
+        )
+
+
+def test_a_token_not_yet_valid_is_not_remembered() -> None:
+    from service.api.auth import Verifier
+
+    now = [time.time()]
+    verify = Verifier(SECRET.encode(), "HS256", None, 0, clock=lambda: now[0])
+    early = hs256(claims(nbf=int(now[0]) + 60))
+    with pytest.raises(Exception, match="not valid yet"):
+        verify.principal(early)
+    assert verify.cache == {}
+    token = hs256(claims(iat=int(now[0])))
+    assert verify.principal(token).scopes == {READ}
+    _principal, valid_from, valid_until = verify.cache[token]
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert (valid_from, valid_until) == (int(now[0]), expires)
+    hostile = hs256(claims(), secrets.token_urlsafe(48))
+    with pytest.raises(Exception, match="signature"):
+        verify.principal(hostile)
+    assert list(verify.cache) == [token]
 
 
 # --- /metrics ---------------------------------------------------------------------------
