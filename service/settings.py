@@ -29,8 +29,14 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 
 DATABASE_URL_PATTERN = "^postgres(ql)?://"
+REDIS_URL_PATTERN = "^(rediss?|unix)://"
+RATE_PATTERN = "^[1-9][0-9]{0,8}/[smh]$"
 # What a pattern asks for, in words: the message when a value does not match it.
-PATTERN_MEANING = {DATABASE_URL_PATTERN: "must start with postgresql:// or postgres://"}
+PATTERN_MEANING = {
+    DATABASE_URL_PATTERN: "must start with postgresql:// or postgres://",
+    REDIS_URL_PATTERN: "must start with redis://, rediss:// or unix://",
+    RATE_PATTERN: "must be requests per second, minute or hour: 200/s, 1000/m, 5000/h",
+}
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -38,6 +44,9 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
 DatabaseUrl = Annotated[str, msgspec.Meta(pattern=DATABASE_URL_PATTERN)]
+RedisUrl = Annotated[str, msgspec.Meta(pattern=REDIS_URL_PATTERN)]
+RateText = Annotated[str, msgspec.Meta(pattern=RATE_PATTERN)]
+MIN_SECRET = 32  # bytes of AUTH_JWT_SECRET
 # A browser's Origin: scheme://host[:port], no path; `*` in it is a wildcard (CORSConfig's).
 ORIGIN = re.compile(r"\*|https?://[^/?#\s,]+")
 
@@ -68,8 +77,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()  # none: CORS off
     # GET /events keeps events this long (ISO 8601 duration such as P7D, or seconds)
     events_retention: timedelta = timedelta(days=7)
+    # Access control: neither set, the API is open; both set is an error.
+    auth_jwt_secret: str | None = None  # HS256
+    auth_jwt_public_key: Path | None = None  # a PEM public key: RS256 or ES256
+    auth_jwt_audience: str | None = None  # `aud` checked when set
+    auth_jwt_leeway_seconds: NonNegative = 30  # clock skew allowed on exp, nbf, iat
+    metrics_token: str | None = None  # GET /metrics needs it as a bearer token when set
+    rate_limit: RateText | None = None  # per client; none: no limit
+    redis_url: RedisUrl | None = None  # the rate limit's counters and the stats cache, shared
 
     def __post_init__(self) -> None:
+        if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
+            raise SettingsError(
+                "AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY are both set: "
+                "set one (HS256 with the secret, or RS256/ES256 with the public key)"
+            )
+        if self.auth_jwt_secret is not None and len(self.auth_jwt_secret.encode()) < MIN_SECRET:
+            # RFC 7518 3.2: an HS256 key at least as long as the hash. The value is never shown.
+            raise SettingsError(
+                f"AUTH_JWT_SECRET is {len(self.auth_jwt_secret.encode())} bytes long: "
+                f"HS256 needs at least {MIN_SECRET}"
+            )
         for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
             value = getattr(self, field)
             if not math.isfinite(value):
@@ -109,6 +137,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         except msgspec.ValidationError as exc:
             raise SettingsError(_explain(exc, raw)) from None
 
+    @property
+    def auth_on(self) -> bool:
+        """Whether requests need a bearer token (AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY set)."""
+        return self.auth_jwt_secret is not None or self.auth_jwt_public_key is not None
+
     def with_database(self, url: str) -> Settings:
         return msgspec.structs.replace(self, database_url=url)
 
@@ -135,6 +168,13 @@ ENV_VARS: dict[str, str] = {
     "DEALS_DATA_DIR": "data_dir",
     "CORS_ORIGINS": "cors_origins",
     "EVENTS_RETENTION": "events_retention",
+    "AUTH_JWT_SECRET": "auth_jwt_secret",
+    "AUTH_JWT_PUBLIC_KEY": "auth_jwt_public_key",
+    "AUTH_JWT_AUDIENCE": "auth_jwt_audience",
+    "AUTH_JWT_LEEWAY_SECONDS": "auth_jwt_leeway_seconds",
+    "METRICS_TOKEN": "metrics_token",
+    "RATE_LIMIT": "rate_limit",
+    "REDIS_URL": "redis_url",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 
@@ -173,7 +213,7 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str]) -> str:
         allowed = get_args(get_type_hints(Settings)[field])
         return f"{var}={value!r} is not one of {', '.join(map(str, allowed))}"
     if isinstance(info, mi.StrType) and info.pattern in PATTERN_MEANING:
-        shown = redact_url(value) if field == "database_url" else value
+        shown = redact_url(value) if field in ("database_url", "redis_url") else value
         return f"{var}={shown!r} {PATTERN_MEANING[info.pattern]}"
     return f"{var}={value!r}: {_AT_FIELD.sub('', str(exc))}"
 

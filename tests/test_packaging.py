@@ -83,11 +83,17 @@ def test_image_check_passes_shellcheck() -> None:
 def test_compose_names_its_services() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "api"}
+    assert set(services) == {"db", "redis", "migrate", "api"}
     assert "healthcheck" in services["db"]
+    assert "healthcheck" in services["redis"]
     assert compose["volumes"]
     assert "pgdata" in compose["volumes"]
     assert services["migrate"]["restart"] == "no"
     depends = services["api"]["depends_on"]
     assert depends["db"]["condition"] == "service_healthy"
     assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["redis"]["condition"] == "service_healthy"
+    environment = services["api"]["environment"]
+    assert environment["REDIS_URL"] == "redis://redis:6379/0"
+    # The secret comes from the environment, and compose refuses to start without it.
+    assert environment["AUTH_JWT_SECRET"].startswith("${AUTH_JWT_SECRET:?")

@@ -53,6 +53,12 @@ def test_every_variable_is_read() -> None:
         "SHUTDOWN_DRAIN_SECONDS": "0",
         "DEALS_DATA_DIR": "/var/lib/deals",
         "CORS_ORIGINS": "https://app.example.com, http://localhost:3000,",
+        "AUTH_JWT_PUBLIC_KEY": "/etc/deals/jwt.pem",
+        "AUTH_JWT_AUDIENCE": "deals-api",
+        "AUTH_JWT_LEEWAY_SECONDS": "0",
+        "METRICS_TOKEN": "scrape-me",
+        "RATE_LIMIT": "200/s",
+        "REDIS_URL": "redis://cache:6379/0",
     }
     assert Settings.from_env(env) == Settings(
         database_url="postgres://u:p@db:5433/deals",
@@ -70,7 +76,19 @@ def test_every_variable_is_read() -> None:
         shutdown_drain_seconds=0.0,
         data_dir=Path("/var/lib/deals"),
         cors_origins=("https://app.example.com", "http://localhost:3000"),
+        auth_jwt_public_key=Path("/etc/deals/jwt.pem"),
+        auth_jwt_audience="deals-api",
+        auth_jwt_leeway_seconds=0,
+        metrics_token="scrape-me",
+        rate_limit="200/s",
+        redis_url="redis://cache:6379/0",
     )
+
+
+def test_the_secret_is_read() -> None:
+    secret = "x" * 32
+    assert Settings.from_env({"AUTH_JWT_SECRET": secret}).auth_jwt_secret == secret
+    assert Settings.from_env({"AUTH_JWT_SECRET": secret}).auth_on
 
 
 def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,6 +117,11 @@ def test_log_levels_in_any_case(level: str) -> None:
         ({"POOL_MAX_WAITERS": "many"}, "POOL_MAX_WAITERS='many' is not a valid int"),
         ({"STATEMENT_TIMEOUT_MS": "5s"}, "STATEMENT_TIMEOUT_MS='5s' is not a valid int"),
         ({"MAX_BODY_BYTES": "64k"}, "MAX_BODY_BYTES='64k' is not a valid int"),
+        (
+            {"AUTH_JWT_LEEWAY_SECONDS": "30s"},
+            "AUTH_JWT_LEEWAY_SECONDS='30s' is not a valid int",
+        ),
+        ({"AUTH_JWT_LEEWAY_SECONDS": "-1"}, "AUTH_JWT_LEEWAY_SECONDS=-1 must be >= 0"),
         ({"POOL_ACQUIRE_TIMEOUT": "2s"}, "POOL_ACQUIRE_TIMEOUT='2s' is not a valid float"),
         ({"STATS_CACHE_SECONDS": "a"}, "STATS_CACHE_SECONDS='a' is not a valid float"),
         ({"SHUTDOWN_DRAIN_SECONDS": "-"}, "SHUTDOWN_DRAIN_SECONDS='-' is not a valid float"),
@@ -195,6 +218,10 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     assert Settings().database_url is None
     assert table.pop("CORS_ORIGINS").startswith("unset")
     assert Settings().cors_origins == ()
+    unset = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "METRICS_TOKEN")
+    for var in (*unset, "RATE_LIMIT", "REDIS_URL"):
+        assert table.pop(var).startswith("unset"), var
+        assert getattr(Settings(), ENV_VARS[var]) is None
     for var, default in table.items():
         assert re.fullmatch(r"`[^`]+`", default), var
         assert Settings.from_env({var: default.strip("`")}) == Settings(), var

@@ -11,8 +11,10 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
+from redis.asyncio import Redis
 
 from service import logs
+from service.api.auth import access_middleware, declare_security
 from service.api.categories import CategoriesController
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
@@ -53,6 +55,12 @@ ROUTES: Sequence[ControllerRouterHandler] = [
 def create_app(settings: Settings) -> Litestar:
     """The app for these settings; the lifespan owns the database pool."""
     db = Database(settings)
+    # The workers' shared rate-limit counters and stats cache (it connects when first used).
+    redis = (
+        Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        if settings.redis_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -61,6 +69,8 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await db.close()
+            if redis is not None:
+                await redis.aclose()
 
     keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
     routes = [*ROUTES, metrics_page] if settings.metrics else ROUTES
@@ -72,7 +82,7 @@ def create_app(settings: Settings) -> Litestar:
             {
                 "db": db,
                 "settings": settings,
-                "stats_cache": StatsCache(settings.stats_cache_seconds),
+                "stats_cache": StatsCache(settings.stats_cache_seconds, redis=redis),
             }
         ),
         exception_handlers={Exception: handle_exception},
@@ -97,9 +107,11 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
         logging_config=None,  # logging is configured once, by service.logs
-        middleware=[drain_middleware],
+        middleware=[drain_middleware, *access_middleware(settings, redis)],
     )
     finish_openapi(app)
+    if settings.auth_on:
+        declare_security(app)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
     # Measured inside the HTTP layer: it sees the scope the router fills (path_template).

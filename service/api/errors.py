@@ -72,6 +72,14 @@ class BadRequest(ApiError):
     status_code, code = 400, "BAD_REQUEST"
 
 
+class Unauthenticated(ApiError):
+    status_code, code = 401, "UNAUTHENTICATED"
+
+
+class Forbidden(ApiError):
+    status_code, code = 403, "FORBIDDEN"
+
+
 class NotFound(ApiError):
     status_code, code = 404, "NOT_FOUND"
 
@@ -90,6 +98,10 @@ class PreconditionFailed(ApiError):
 
 class PreconditionRequired(ApiError):
     status_code, code = 428, "PRECONDITION_REQUIRED"
+
+
+class TooManyRequests(ApiError):
+    status_code, code = 429, "TOO_MANY_REQUESTS"
 
 
 class UnsupportedMediaType(ApiError):
@@ -255,6 +267,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
+    401: "No bearer token, or one that is not valid (WWW-Authenticate says why)",
+    403: "The token lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict",
     410: "The cursor is older than the retention (CURSOR_EXPIRED): start again without it",
@@ -263,6 +277,7 @@ ERROR_DESCRIPTIONS = {
     415: "Unsupported content type",
     428: "Neither If-Match nor a body version: a write must name the version it changes",
     422: "Validation failed; details name each failing field",
+    429: "Over RATE_LIMIT: Retry-After says when to try again",
     503: "Database unavailable or no connection free in time (Retry-After set)",
     504: "Statement timeout",
 }

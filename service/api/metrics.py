@@ -175,8 +175,8 @@ class Measured:
             duration.observe(seconds)
             queries.observe(measures.queries)
         if self.access_log and access.isEnabledFor(logging.INFO):
-            query = scope["query_string"]
-            path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            query = hide_tokens(scope["query_string"].decode("latin-1"))
+            path = scope["path"] + (f"?{query}" if query else "")
             # makeRecord + handle is what access.info() does, less findCaller's walk up
             # the stack for a file and line that no log line prints
             access.handle(
@@ -200,6 +200,15 @@ class Measured:
                     },
                 )
             )
+
+
+# RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
+TOKEN_PARAMETER = re.compile(r"((?:^|&)[^=&]*(?:token|secret|password)[^=&]*=)[^&]*", re.I)
+
+
+def hide_tokens(query: str) -> str:
+    """The query string with the value of any token-like parameter replaced by ***."""
+    return TOKEN_PARAMETER.sub(r"\1***", query) if query else query
 
 
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")

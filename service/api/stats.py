@@ -6,17 +6,26 @@ its query started, so no answer is older than that). The cache lives in the
 process (one per worker), holds at most MAX_ENTRIES filter combinations
 (least recently used out first), and concurrent misses for the same filters
 share one query. A failed query is not cached.
+
+With REDIS_URL the workers share the cache there instead: an answer is
+stored for STATS_CACHE_SECONDS under a key made of its filters, and any
+worker serves it again. Concurrent misses in one worker still share one
+query. When Redis does not answer, the query runs and its answer is used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
+import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.api.errors import error_responses
 from service.api.metrics import count_stats_cache
@@ -33,6 +42,9 @@ from service.db.rows import CityStats
 from service.db.stats import deal_stats_by_city
 
 MAX_ENTRIES = 256
+REDIS_PREFIX = "deals:stats:"
+
+log = logging.getLogger("service.stats")
 
 
 Stats = list[CityStats]
@@ -47,8 +59,10 @@ class StatsCache:
         *,
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        redis: Redis | None = None,
     ) -> None:
         self.ttl = ttl
+        self.redis = redis
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[float, asyncio.Future[Stats]]] = OrderedDict()
@@ -60,6 +74,8 @@ class StatsCache:
         if self.ttl <= 0:
             count_stats_cache(hit=False)
             return await compute()
+        if self.redis is not None:
+            return await self._shared(self.redis, key, compute)
         now = self._clock()
         entry = self._entries.get(key)
         count_stats_cache(hit=entry is not None and entry[0] > now)
@@ -76,11 +92,45 @@ class StatsCache:
                 self._entries.popitem(last=False)
         return await asyncio.shield(future)
 
+    async def _shared(
+        self, redis: Redis, key: Hashable, compute: Callable[[], Awaitable[Stats]]
+    ) -> Stats:
+        name = REDIS_PREFIX + _encode(key).decode()
+        try:
+            found = await redis.get(name)
+        except (RedisError, OSError) as exc:
+            log.warning("stats cache: Redis did not answer (%s)", type(exc).__name__)
+            found = None
+        if found is not None:
+            count_stats_cache(hit=True)
+            return _decode(found)
+        count_stats_cache(hit=False)
+        # The same filters missed together in this worker: one query (shared by their futures).
+        pending = self._entries.get(key)
+        if pending is not None and not pending[1].done():
+            return await asyncio.shield(pending[1])
+        future = asyncio.ensure_future(compute())
+        self._entries[key] = (self._clock() + self.ttl, future)
+        try:
+            stats = await asyncio.shield(future)
+        finally:
+            if self._entries.get(key, (0, None))[1] is future:
+                del self._entries[key]
+        try:
+            await redis.set(name, _encode(stats), px=max(1, round(self.ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            log.warning("stats cache: Redis did not answer (%s)", type(exc).__name__)
+        return stats
+
     def _forget_failure(self, key: Hashable, done: asyncio.Future[Stats]) -> None:
         if done.cancelled() or done.exception() is not None:
             entry = self._entries.get(key)
             if entry is not None and entry[1] is done:
                 del self._entries[key]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Stats).decode
 
 
 class StatsController(Controller):

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Callable, Sequence
 
 from service import logs
-from service.cli import common, doctor, generate, load, sql
+from service.cli import common, doctor, generate, load, sql, token
 from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
+
+log = logging.getLogger("service.serve")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from service import serve
+    from service.api.auth import verifier
 
+    try:
+        verifier(settings)  # a public key that cannot be used stops serve here, not in a worker
+    except SettingsError as exc:
+        say(f"error: {exc}")
+        return 2
     os.environ["DATABASE_URL"] = database_url(settings)
+    if not settings.auth_on:
+        log.warning(
+            "access control is off: neither AUTH_JWT_SECRET nor AUTH_JWT_PUBLIC_KEY is set, "
+            "so any client may read and change deals"
+        )
     serve.run(
         settings,
         host=args.host or settings.host,
@@ -102,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("stop", help="stop the embedded server")
     db.set_defaults(handler=cmd_db)
 
-    for module in (sql, generate, load, doctor):
+    for module in (sql, generate, load, doctor, token):
         module.register(sub)
     return parser
 
