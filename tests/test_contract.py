@@ -307,3 +307,21 @@ async def test_a_cursor_walk_through_the_generated_client(
     assert seen == [row["id"] for row in expected]
     assert len(seen) >= 4
     assert pages == (len(seen) + 1) // 2  # the last page says next_cursor null
+
+
+def test_with_a_rate_limit_the_document_declares_the_429_and_its_headers() -> None:
+    from service.api.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(database_url="postgresql://unused@127.0.0.1:1/unused", rate_limit="5/s")
+    document: Any = create_app(settings).openapi_schema.to_schema()
+    OpenAPIV31SpecValidator(document).validate()
+    too_many = document["components"]["responses"]["TooManyRequests"]
+    assert sorted(too_many["headers"]) == [
+        "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After",
+    ]  # fmt: skip
+    for path, method, operation in operations(document):
+        counted = not path.startswith("/health")
+        assert ("429" in operation["responses"]) is counted, (method, path)
+        ok = operation["responses"].get("200", {})
+        assert ("RateLimit-Remaining" in ok.get("headers", {})) is (counted and bool(ok)), path

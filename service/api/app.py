@@ -14,7 +14,7 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from service import logs
-from service.api.auth import access_middleware, declare_security
+from service.api.auth import access_middleware, declare_security, rate_limited
 from service.api.categories import CategoriesController
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
@@ -29,7 +29,7 @@ from service.api.http import (
     local_swagger_ui,
 )
 from service.api.metrics import instrument, metrics_page, pool_gauges
-from service.api.openapi import finish_openapi
+from service.api.openapi import declare_rate_limit, finish_openapi
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
 from service.compat import fix_options_allow, keep_integer_bounds_exact
@@ -112,6 +112,8 @@ def create_app(settings: Settings) -> Litestar:
     finish_openapi(app)
     if settings.auth_on:
         declare_security(app)
+    if settings.rate_limit is not None:
+        declare_rate_limit(app, rate_limited)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
     # Measured inside the HTTP layer: it sees the scope the router fills (path_template).

@@ -66,6 +66,11 @@ REALM: Final = 'Bearer realm="deals"'
 SCHEME_NAME: Final = "bearerAuth"
 
 
+def rate_limited(path: str) -> bool:
+    """Whether RATE_LIMIT counts requests to this path: probes and scrapes are not clients."""
+    return not (path == "/metrics" or path == "/health" or path.startswith("/health/"))
+
+
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open paths, METRICS for /metrics."""
     for prefix in OPEN_PREFIXES:
@@ -291,7 +296,7 @@ class Access:
         self, scope: Any, needed: str | None, principal: Principal | None
     ) -> dict[str, str]:
         """The RateLimit-* headers of this request; raises the 429 when it is over."""
-        if self.limiter is None or needed == METRICS or scope["path"].startswith("/health"):
+        if self.limiter is None or not rate_limited(scope["path"]):
             return {}
         if principal is not None and principal.sub is not None:
             client = f"sub:{principal.sub}"

@@ -11,6 +11,8 @@ in service/compat.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from litestar import Litestar
 from litestar.openapi.spec import (
     OpenAPIHeader,
@@ -90,3 +92,46 @@ def finish_openapi(app: Litestar) -> None:
     add_response_headers(app, "304", {"ETag": ETAG})
     document.components.responses = {**(document.components.responses or {}), **SHARED_ERRORS}
     add_response_everywhere(app, "500", Reference(ref="#/components/responses/InternalError"))
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": OpenAPIHeader(
+        description="Requests a client may make in the current window (RATE_LIMIT).",
+        schema=Schema(type=OpenAPIType.INTEGER, minimum=1, examples=[200]),
+    ),
+    "RateLimit-Remaining": OpenAPIHeader(
+        description="Requests left to the client in the current window.",
+        schema=Schema(type=OpenAPIType.INTEGER, minimum=0, examples=[199]),
+    ),
+    "RateLimit-Reset": OpenAPIHeader(
+        description="Seconds until the window ends.",
+        schema=Schema(type=OpenAPIType.INTEGER, minimum=0, examples=[1]),
+    ),
+}
+TOO_MANY_REQUESTS = OpenAPIResponse(
+    description="429 TOO_MANY_REQUESTS: over RATE_LIMIT; retry after Retry-After seconds.",
+    headers={"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS},
+    content=ERROR_BODY,
+)
+
+
+def declare_rate_limit(app: Litestar, counted: Callable[[str], bool]) -> None:
+    """With RATE_LIMIT set: the 429 and the RateLimit-* headers of every counted operation."""
+    document = app.openapi_schema
+    document.components.responses = {
+        **(document.components.responses or {}),
+        "TooManyRequests": TOO_MANY_REQUESTS,
+    }
+    for path, item in (document.paths or {}).items():
+        if not counted(path):
+            continue
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None or operation.responses is None:
+                continue
+            for response in operation.responses.values():
+                if isinstance(response, OpenAPIResponse):
+                    response.headers = {**(response.headers or {}), **RATE_LIMIT_HEADERS}
+            operation.responses.setdefault(
+                "429", Reference(ref="#/components/responses/TooManyRequests")
+            )
