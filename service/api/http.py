@@ -45,6 +45,7 @@ from litestar.types import ASGIApp, Message, Receive, Send
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from service.api.errors import NotFound
+from service.api.request_id import header
 
 GZIP: Final = CompressionConfig(backend="gzip", minimum_size=1024)
 
@@ -129,13 +130,6 @@ def accepts_gzip(accept_encoding: str) -> bool:
 # --- the layer ----------------------------------------------------------------------
 
 
-def _header(scope: Any, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _with_vary(headers: MutableScopeHeaders, token: str) -> None:
     present = [v.strip() for v in ",".join(headers.getall("vary", [])).split(",") if v.strip()]
     if not {"*", token.lower()} & {v.lower() for v in present}:
@@ -157,12 +151,12 @@ def http_layer(app: ASGIApp, cors: CORSConfig | None) -> ASGIApp:
             await app(scope, receive, send)
             return
         method = scope["method"]
-        origin = _header(scope, b"origin") if cors is not None else None
+        origin = header(scope, b"origin") if cors is not None else None
         allowed = cors is not None and origin is not None and cors.is_origin_allowed(origin)
         if (
             allowed
             and method == "OPTIONS"
-            and _header(scope, b"access-control-request-method") is not None
+            and header(scope, b"access-control-request-method") is not None
         ):
             assert origin is not None
             await send(
@@ -176,7 +170,7 @@ def http_layer(app: ASGIApp, cors: CORSConfig | None) -> ASGIApp:
             return
 
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-        accept_encoding = _header(scope, b"accept-encoding")
+        accept_encoding = header(scope, b"accept-encoding")
         if accept_encoding is not None and accepts_gzip(accept_encoding):
             headers.append((b"accept-encoding", b"gzip"))
         head = method == "HEAD"

@@ -11,10 +11,11 @@ from litestar.types import Scope
 VALID_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # 1 to 128 visible ASCII characters
 
 
-def header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope | Any, name: bytes) -> str | None:
+    """The first value of a request header (`name` in lower case), or None."""
     for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
     return None
 
 
