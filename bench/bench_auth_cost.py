@@ -20,7 +20,7 @@ from bench import ROOT
 from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
 from service.cli.token import mint
 
-LUA = ROOT / "bench" / "random_deal_auth.lua"
+LUA = ROOT / "bench" / "random_deal.lua"
 GOAL = 0.90
 
 
