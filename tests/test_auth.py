@@ -513,64 +513,78 @@ NOT_WELL_FORMED = "the token is not a well-formed JWT"
 BAD_SIGNATURE = "the token's signature does not verify"
 BAD_ALGORITHM = "the token is not signed with the accepted algorithm"
 BAD_SCOPE = "the scope claim must be a space-separated string"
-VALID = hs256(claims())
 
-# name -> (Authorization header or None, the description of the 401; None: no error code)
-HOSTILE: dict[str, tuple[str | None, str | None]] = {
-    "alg none": (f"Bearer {unsigned(claims())}", BAD_ALGORITHM),
-    "alg none, no signature dot": (f"Bearer {unsigned(claims())[:-1]}", NOT_WELL_FORMED),
-    "expired beyond the leeway": (f"Bearer {hs256(claims(ttl=-120))}", "the token has expired"),
-    "nbf in the future": (
-        f"Bearer {hs256(claims(nbf=int(time.time()) + 120))}",
-        "the token is not valid yet (nbf or iat in the future)",
-    ),
-    "wrong signature": (f"Bearer {hs256(claims(), secrets.token_urlsafe(48))}", BAD_SIGNATURE),
-    "signature of another payload": (
-        "Bearer " + ".".join([*VALID.split(".")[:2], hs256(claims(WRITE)).split(".")[2]]),
-        BAD_SIGNATURE,
-    ),
-    "truncated signature": (f"Bearer {VALID[:-3]}", BAD_SIGNATURE),  # 40 of its 43 characters
-    "truncated, bad padding": (f"Bearer {VALID[:-2]}", NOT_WELL_FORMED),
-    "truncated in the payload": (f"Bearer {VALID[: len(VALID) // 2]}", NOT_WELL_FORMED),
-    "100 kB long": (
-        f"Bearer {hs256(claims(pad='x' * 100_000))}",
-        "the token is longer than 4096 bytes",
-    ),
-    "scope a list": (f"Bearer {hs256(claims([READ]))}", BAD_SCOPE),
-    "scope a number": (f"Bearer {hs256(claims(7))}", BAD_SCOPE),
-    "missing exp": (
-        f"Bearer {hs256({'sub': 'tester', 'scope': READ})}",
-        "the token lacks the exp claim",
-    ),
-    "exp not a number": (f"Bearer {hs256(claims(exp='tomorrow'))}", NOT_WELL_FORMED),
-    "sub not a string": (f"Bearer {hs256(claims(sub=42))}", "the token is not valid"),
-    "payload not an object": (
-        f"Bearer {hmac_signed([1, 2], SECRET.encode())}",  # type: ignore[arg-type]
-        NOT_WELL_FORMED,
-    ),
-    "random bytes": (f"Bearer {b64(secrets.token_bytes(64))}", NOT_WELL_FORMED),
-    "three dots of junk": ("Bearer a.b.c", NOT_WELL_FORMED),
-    "no Authorization header": (None, None),
-    "Bearer with nothing": ("Bearer", "the bearer token is empty"),
-    "Bearer and spaces": ("Bearer    ", "the bearer token is empty"),
-    "Basic": ("Basic dXNlcjpwYXNzd29yZA==", None),
-    "a token with no scheme": (VALID, None),
-}
+
+def valid_token() -> str:
+    """A read token minted now: good for five minutes from the test that asks for it."""
+    return hs256(claims())
+
+
+def hostile_tokens() -> dict[str, tuple[str | None, str | None]]:
+    """name -> (Authorization header or None, the description of the 401; None: no error code).
+
+    Minted when a test runs, not at import: a token made at collection would have
+    expired (or its nbf passed) by the time a long suite reaches the test.
+    """
+    valid = valid_token()
+    return {
+        "alg none": (f"Bearer {unsigned(claims())}", BAD_ALGORITHM),
+        "alg none, no signature dot": (f"Bearer {unsigned(claims())[:-1]}", NOT_WELL_FORMED),
+        "expired beyond the leeway": (f"Bearer {hs256(claims(ttl=-120))}", "the token has expired"),
+        "nbf in the future": (
+            f"Bearer {hs256(claims(nbf=int(time.time()) + 120))}",
+            "the token is not valid yet (nbf or iat in the future)",
+        ),
+        "wrong signature": (f"Bearer {hs256(claims(), secrets.token_urlsafe(48))}", BAD_SIGNATURE),
+        "signature of another payload": (
+            "Bearer " + ".".join([*valid.split(".")[:2], hs256(claims(WRITE)).split(".")[2]]),
+            BAD_SIGNATURE,
+        ),
+        "truncated signature": (f"Bearer {valid[:-3]}", BAD_SIGNATURE),  # 40 of its 43 characters
+        "truncated, bad padding": (f"Bearer {valid[:-2]}", NOT_WELL_FORMED),
+        "truncated in the payload": (f"Bearer {valid[: len(valid) // 2]}", NOT_WELL_FORMED),
+        "100 kB long": (
+            f"Bearer {hs256(claims(pad='x' * 100_000))}",
+            "the token is longer than 4096 bytes",
+        ),
+        "scope a list": (f"Bearer {hs256(claims([READ]))}", BAD_SCOPE),
+        "scope a number": (f"Bearer {hs256(claims(7))}", BAD_SCOPE),
+        "missing exp": (
+            f"Bearer {hs256({'sub': 'tester', 'scope': READ})}",
+            "the token lacks the exp claim",
+        ),
+        "exp not a number": (f"Bearer {hs256(claims(exp='tomorrow'))}", NOT_WELL_FORMED),
+        "sub not a string": (f"Bearer {hs256(claims(sub=42))}", "the token is not valid"),
+        "payload not an object": (
+            f"Bearer {hmac_signed([1, 2], SECRET.encode())}",  # type: ignore[arg-type]
+            NOT_WELL_FORMED,
+        ),
+        "random bytes": (f"Bearer {b64(secrets.token_bytes(64))}", NOT_WELL_FORMED),
+        "three dots of junk": ("Bearer a.b.c", NOT_WELL_FORMED),
+        "no Authorization header": (None, None),
+        "Bearer with nothing": ("Bearer", "the bearer token is empty"),
+        "Bearer and spaces": ("Bearer    ", "the bearer token is empty"),
+        "Basic": ("Basic dXNlcjpwYXNzd29yZA==", None),
+        "a token with no scheme": (valid, None),
+    }
+
+
+HOSTILE_NAMES = sorted(hostile_tokens())
 
 
 def hostile_headers(name: str) -> dict[str, str]:
-    value = HOSTILE[name][0]
+    value = hostile_tokens()[name][0]
     return {} if value is None else {"Authorization": value}
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
 async def test_a_hostile_token_gets_a_401(guarded: Client, known: Known, name: str) -> None:
-    description = HOSTILE[name][1]
+    description = hostile_tokens()[name][1]
     for method, path in (("GET", "/deals"), ("DELETE", f"/deals/{known.deals[0].id}")):
         response = await guarded.request(method, path, headers=hostile_headers(name))
         assert_unauthenticated(response, description)
     assert (
-        await guarded.get(f"/deals/{known.deals[0].id}", headers=bearer(VALID))
+        await guarded.get(f"/deals/{known.deals[0].id}", headers=bearer(valid_token()))
     ).status_code == 200
 
 
@@ -637,7 +651,9 @@ def test_no_token_or_secret_reaches_the_log(
     """A real server, JSON logs at debug: every hostile token, a valid one and a 403 are sent,
     and none of them, nor the secret, appears anywhere in the log."""
     metrics_token = secrets.token_urlsafe(24)
-    sent: list[str] = [VALID, metrics_token]
+    valid = valid_token()
+    hostile = hostile_tokens()
+    sent: list[str] = [valid, metrics_token]
     with serving(
         database_url,
         tmp_path / "serve.log",
@@ -647,16 +663,17 @@ def test_no_token_or_secret_reaches_the_log(
         METRICS_TOKEN=metrics_token,
     ) as server:
         statuses = {}
-        for name in sorted(HOSTILE):
-            request = urllib.request.Request(f"{server.base}/deals", headers=hostile_headers(name))
+        for name in HOSTILE_NAMES:
+            value = hostile[name][0]
+            headers = {} if value is None else {"Authorization": value}
+            request = urllib.request.Request(f"{server.base}/deals", headers=headers)
             statuses[name] = http_status(request)
-            value = HOSTILE[name][0]
             if value is not None:
                 sent.append(value.removeprefix("Bearer").strip() or value)
-        ok = urllib.request.Request(f"{server.base}/deals", headers=bearer(VALID))
+        ok = urllib.request.Request(f"{server.base}/deals", headers=bearer(valid))
         assert http_status(ok) == 200
         write = urllib.request.Request(
-            f"{server.base}/deals/{known.deals[0].id}", method="DELETE", headers=bearer(VALID)
+            f"{server.base}/deals/{known.deals[0].id}", method="DELETE", headers=bearer(valid)
         )
         assert http_status(write) == 403
         scrape = urllib.request.Request(f"{server.base}/metrics", headers=bearer(metrics_token))
