@@ -6,9 +6,9 @@ generate` then `deals load`, with the loader's wall time and peak RSS from
 worker per size (STATS_CACHE_SECONDS=0), all up at once, and a bounded load
 of each endpoint, asked of every size back to back (so that the load of the
 shared machine drifts little between the sizes compared), from
-httpx: CONCURRENCY clients for SECONDS seconds (at least MIN_REQUESTS
-requests), p50/p99 of the answers; what grows gets one client and at least
-MIN_SLOW_REQUESTS requests (p99 is then the slowest). Same queries, same
+httpx: CONCURRENCY clients (one: each request alone, so a figure is what it
+takes, not a queue) for SECONDS seconds (at least MIN_REQUESTS requests, or
+MIN_SLOW_REQUESTS for what grows: p99 is then the slowest), p50/p99. Same queries, same
 settings at every size (STATEMENT_TIMEOUT_MS raised so that the live shapes
 at 10M finish).
 
@@ -49,7 +49,7 @@ from service.api.paging import Position, encode_cursor, fingerprint
 from service.embedded import EmbeddedPostgres
 
 SIZES = (50_000, 1_000_000, 10_000_000)
-CONCURRENCY = 4
+CONCURRENCY = 1
 SECONDS = 6.0
 MIN_REQUESTS = 8
 MIN_SLOW_REQUESTS = 3
@@ -289,8 +289,8 @@ class Figure:
 
 
 async def measure(base: str, shape: Shape, seconds: float) -> Figure:
-    """CONCURRENCY clients (one for what grows: a deep offset page takes a minute at 10M)."""
-    clients = CONCURRENCY if shape.flat else 1
+    """CONCURRENCY clients, one after another's answer: the time a request takes, no queue."""
+    clients = CONCURRENCY
     least = MIN_REQUESTS if shape.flat else MIN_SLOW_REQUESTS
     paths = shape.path.split("|")
     latencies: list[float] = []
