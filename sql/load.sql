@@ -491,7 +491,8 @@ ON CONFLICT (name) DO NOTHING
 -- (3 of every 4 seconds of a large load)? Only when its role may SET
 -- session_replication_role (a superuser, or after
 -- GRANT SET ON PARAMETER session_replication_role TO <the loader's role>) and no
--- user trigger on the four tables would be skipped along with them.
+-- user trigger on the four tables would be skipped along with them (an ENABLE
+-- ALWAYS trigger, such as deal_totals' of migration 0010, fires in replica mode too).
 SELECT has_parameter_privilege('session_replication_role', 'SET')
    AND NOT EXISTS (
        SELECT 1
@@ -499,6 +500,7 @@ SELECT has_parameter_privilege('session_replication_role', 'SET')
        WHERE t.tgrelid IN ('hotels'::regclass, 'categories'::regclass,
                            'deals'::regclass, 'deal_categories'::regclass)
          AND NOT t.tgisinternal
+         AND t.tgenabled <> 'A'
    )
 
 -- name: lock_referenced_rows :val

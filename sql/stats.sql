@@ -1,7 +1,16 @@
 -- Aggregates over deals.
+--
+-- deal_totals (migration 0010) holds, per (hotel_id, is_available), the
+-- number of deals and the sum of their prices; statement-level triggers on
+-- deals keep it in step with every write in the writer's own transaction, so
+-- it is exact at every snapshot (no refresh, no lag): a key's total is the sum
+-- of its rows. It answers the shapes that filter only by hotel (city,
+-- min_stars) and is_available; a price range or a category needs each deal,
+-- so those shapes keep the live queries over deals (service/api/stats.py and
+-- service/api/deals.py choose).
 
 -- name: deal_stats_by_city :many
--- GET /deals/stats: per city, the average price and the number of deals.
+-- GET /deals/stats with a price range or a category: per city, average price and count.
 -- avg_price is round(avg, 2) (half away from zero); most deals first, then city.
 -- Filters, NULL for none: $1 min_stars, $2 price_min, $3 price_max, $4 category, $5 is_available.
 SELECT h.city,
@@ -19,3 +28,30 @@ WHERE ($1::int IS NULL OR h.star_rating >= $1::int)
   AND ($5::bool IS NULL OR d.is_available = $5::bool)
 GROUP BY h.city
 ORDER BY deal_count DESC, h.city
+
+-- name: deal_stats_from_totals :many
+-- GET /deals/stats filtered by at most $1 min_stars and $2 is_available: deal_stats_by_city's
+-- answer from deal_totals (a row or a few per hotel) joined to hotels; avg(x) is sum(x)/count,
+-- the same numeric division, so the same rounding. Cities left with no deal are left out.
+SELECT h.city,
+       round(sum(t.price_sum) / sum(t.deal_count), 2) AS avg_price,
+       sum(t.deal_count)::bigint AS deal_count
+FROM deal_totals t
+JOIN hotels h ON h.id = t.hotel_id
+WHERE ($1::int IS NULL OR h.star_rating >= $1::int)
+  AND ($2::bool IS NULL OR t.is_available = $2::bool)
+GROUP BY h.city
+HAVING sum(t.deal_count) > 0
+ORDER BY deal_count DESC, h.city
+
+-- name: count_deals_from_totals :val
+-- GET /deals?count=exact filtered by at most $1 city, $2 min_stars and $3 is_available:
+-- count_deals' answer from deal_totals. With no city or min_stars the planner drops
+-- the join (LEFT JOIN on hotels' primary key) and sums deal_totals alone.
+SELECT coalesce(sum(t.deal_count), 0)::bigint
+FROM deal_totals t
+LEFT JOIN hotels h ON h.id = t.hotel_id
+WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+                           = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)
+  AND ($3::bool IS NULL OR t.is_available = $3::bool)

@@ -243,6 +243,7 @@ def city_queries() -> list[str]:
             "list_deals_by_created_at_desc",
             "count_deals",
             "count_deals_in_category",
+            "count_deals_from_totals",
         ]
     )
     return names

@@ -47,7 +47,14 @@ def tables(url: str) -> set[str]:
 def test_round_trip(empty_db: str) -> None:
     ids = migrate.migration_ids()
     assert migrate.apply(empty_db) == ids
-    assert tables(empty_db) == {"hotels", "deals", "categories", "deal_categories", "events"}
+    assert tables(empty_db) == {
+        "hotels",
+        "deals",
+        "categories",
+        "deal_categories",
+        "events",
+        "deal_totals",
+    }
     assert migrate.rollback(empty_db, None) == list(reversed(ids))
     assert tables(empty_db) == set()
     assert migrate.apply(empty_db) == ids
@@ -169,7 +176,11 @@ async def test_no_min_stars_query_uses_the_star_rating_index(empty_db: str, tmp_
         )
         assert indexes == 1
 
-        filtered = {name: q for name, q in CATALOGUE.items() if MIN_STARS.search(q.sql)}
+        filtered = {  # deal_totals (0010) is not there yet: its queries read hotels whole
+            name: q
+            for name, q in CATALOGUE.items()
+            if MIN_STARS.search(q.sql) and "deal_totals" not in q.sql
+        }
         assert {"list_deals_by_id", "count_deals", "deal_stats_by_city"} <= filtered.keys()
         for name, query in filtered.items():
             for stars in range(1, 6):

@@ -94,12 +94,22 @@ from service.db.deals import (
 from service.db.events import DELETE_PER_WRITE, EventType, delete_expired_events, insert_deal_event
 from service.db.pool import Database
 from service.db.rows import Deal
+from service.db.stats import count_deals_from_totals, totals_answer
 
 S = TypeVar("S", DealCreate, DealPatch)
 
 
 async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) -> int | None:
     if count == "exact":
+        if totals_answer(
+            price_min=filters.price_min, price_max=filters.price_max, category=filters.category
+        ):  # exact from deal_totals (migration 0010), in step with every write
+            return await count_deals_from_totals(
+                conn,
+                city=filters.city,
+                min_stars=filters.min_stars,
+                is_available=filters.is_available,
+            )
         return await count_deals(conn, filters=filters)
     if count == "estimated":
         return await estimate_deals(conn, filters=filters)

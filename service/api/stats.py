@@ -39,7 +39,7 @@ from service.api.params import (
 )
 from service.db.pool import Database
 from service.db.rows import CityStats
-from service.db.stats import deal_stats_by_city
+from service.db.stats import deal_stats
 
 MAX_ENTRIES = 256
 REDIS_PREFIX = "deals:stats:"
@@ -155,7 +155,10 @@ class StatsController(Controller):
         """Per city: the average price per night and the number of deals matching the filters.
 
         Most deals first, then by city. avg_price is rounded half away from zero
-        to 2 places. With STATS_CACHE_SECONDS above 0 the answer may be that old.
+        to 2 places. Without a price range or a category the answer comes from
+        per-hotel totals that every write keeps in step (exact, no lag); with
+        one, from the deals themselves. With STATS_CACHE_SECONDS above 0 the
+        answer may be that old.
         """
         low, high = price_range(price_min, price_max)
         name = category.lower() if category is not None else None
@@ -163,7 +166,7 @@ class StatsController(Controller):
 
         async def compute() -> Stats:
             async with db.connection() as conn:
-                return await deal_stats_by_city(
+                return await deal_stats(
                     conn,
                     min_stars=min_stars,
                     price_min=low,
