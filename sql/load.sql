@@ -23,6 +23,11 @@ SELECT pg_try_advisory_xact_lock(hashtext('deals.load'))
 -- Wait for the load that holds the advisory lock to end.
 SELECT pg_advisory_xact_lock(hashtext('deals.load'))
 
+-- name: set_lock_timeout :exec
+-- POST /deals/import: how long this transaction waits for a lock ($1, e.g.
+-- '30000ms'; '0' for ever): the import waits for another load only that long.
+SELECT set_config('lock_timeout', $1::text, true)
+
 -- name: deals_exist :val
 -- `deals load --if-empty`: is there any deal yet? One index or heap page.
 SELECT EXISTS (SELECT 1 FROM deals)
@@ -713,6 +718,15 @@ SELECT record, string_agg(col || ' ' || reason, '; ' ORDER BY ord, col) AS reaso
 FROM load_errors
 GROUP BY record
 ORDER BY record
+
+-- name: first_rejected_records :many
+-- The first $1 rejected records with their reasons, in file order, for the
+-- answer of POST /deals/import?mode=skip-bad-rows.
+SELECT record, string_agg(col || ' ' || reason, '; ' ORDER BY ord, col) AS reasons
+FROM load_errors
+GROUP BY record
+ORDER BY record
+LIMIT $1::bigint
 
 -- name: flush_load_statistics :exec
 -- After commit: the load's row counts reach pg_stat_user_tables now rather than

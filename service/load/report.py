@@ -43,6 +43,13 @@ class LoadSummary(msgspec.Struct, frozen=True, kw_only=True):
     skipped: bool = False  # --if-empty found deals already: nothing was read
 
 
+class RejectedRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A record a load skipped: the file line it starts on, and why."""
+
+    line: int | None
+    reason: str
+
+
 class Progress:
     """Silent progress: the loader calls these hooks; subclasses show or act on them."""
 
