@@ -734,8 +734,21 @@ LIMIT $1::bigint
 -- as changes since the last analyze (which the doctor's bloat check would flag).
 SELECT pg_stat_force_next_flush()
 
--- name: vacuum_analyze_loaded_tables :exec
--- After commit (VACUUM refuses a transaction): the visibility map set for the
--- pages a load wrote, so index-only scans skip the heap, and fresh planner
--- statistics. SHARE UPDATE EXCLUSIVE: blocks neither reads nor writes.
-VACUUM (ANALYZE) hotels, deals, categories, deal_categories
+-- name: vacuum_analyze_hotels :exec
+-- After commit (VACUUM refuses a transaction), for each table the load changed
+-- (none when a reload changed nothing): the visibility map set for the pages it
+-- wrote, so index-only scans skip the heap, and fresh planner statistics.
+VACUUM (ANALYZE) hotels
+
+-- name: vacuum_analyze_deals :exec
+-- As vacuum_analyze_hotels, for deals. SHARE UPDATE EXCLUSIVE: blocks neither
+-- reads nor writes.
+VACUUM (ANALYZE) deals
+
+-- name: vacuum_analyze_categories :exec
+-- As vacuum_analyze_hotels, for categories.
+VACUUM (ANALYZE) categories
+
+-- name: vacuum_analyze_deal_categories :exec
+-- As vacuum_analyze_hotels, for deal_categories (links added or removed).
+VACUUM (ANALYZE) deal_categories

@@ -63,7 +63,10 @@ COUNT_PROBLEMS = Value("count_problems")
 REJECTED_RECORDS = Many("rejected_records")
 FIRST_REJECTED_RECORDS = Many("first_rejected_records")
 FLUSH_LOAD_STATISTICS = Exec("flush_load_statistics")
-VACUUM_ANALYZE_LOADED_TABLES = Exec("vacuum_analyze_loaded_tables")
+VACUUM_ANALYZE = {
+    table: Exec(f"vacuum_analyze_{table}")
+    for table in ("hotels", "deals", "categories", "deal_categories")
+}
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,6 +262,7 @@ async def flush_load_statistics(conn: Connection) -> None:
     await FLUSH_LOAD_STATISTICS(conn)
 
 
-async def vacuum_analyze_loaded_tables(conn: Connection) -> None:
-    """VACUUM (ANALYZE) of the tables a load wrote; outside any transaction (after the commit)."""
-    await VACUUM_ANALYZE_LOADED_TABLES(conn)
+async def vacuum_analyze(conn: Connection, *, table: str) -> None:
+    """VACUUM (ANALYZE) of one table a load wrote (hotels, deals, categories or
+    deal_categories); outside any transaction (after the commit)."""
+    await VACUUM_ANALYZE[table](conn)

@@ -57,8 +57,8 @@ class Progress:
         """nbytes more of the file were sent to the database (nlines line breaks)."""
 
     def phase(self, name: str) -> None:
-        """The load entered a phase: reading, checking, hotels, deals, links, events, commit,
-        vacuum."""
+        """The load entered a phase: reading, checking, hotels, deals, links, events, feed
+        (its events appended, under the feed's order lock), commit, vacuum."""
 
     def close(self) -> None:
         """The load ended (well or not)."""

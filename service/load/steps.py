@@ -187,9 +187,9 @@ async def load_source(
             summary = await loader.run(
                 if_empty=if_empty, notify=notify, work_mem=work_mem, lock_wait=lock_wait
             )
-            if not summary.skipped:
+            if tables := changed_tables(summary):
                 progress.phase("vacuum")
-                await vacuum_after_commit(conn, watchdog, notify)
+                await vacuum_after_commit(conn, watchdog, notify, tables)
         except (ConnectionError, asyncpg.ConnectionDoesNotExistError) as exc:
             raise DatabaseUnavailable(f"lost the database connection: {exc}") from None
         except (asyncio.CancelledError, asyncpg.InterfaceError):
@@ -213,20 +213,36 @@ async def load_source(
     )
 
 
-VACUUM_BY_HAND = "VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
+LOADED_TABLES = ("hotels", "deals", "categories", "deal_categories")
+
+
+def changed_tables(s: LoadSummary) -> tuple[str, ...]:
+    """The tables a committed load wrote to, the ones its VACUUM (ANALYZE) needs:
+    a reload that changed nothing vacuums nothing."""
+    changed = {
+        "hotels": s.hotels_new + s.hotels_updated,
+        "deals": s.deals_new + s.deals_updated,
+        "categories": s.categories_new,
+        "deal_categories": s.category_links_added + s.category_links_removed,
+    }
+    return () if s.skipped else tuple(t for t in LOADED_TABLES if changed[t])
 
 
 async def vacuum_after_commit(
-    conn: Connection, watchdog: ConnectionWatchdog, notify: Callable[[str], None] | None
+    conn: Connection,
+    watchdog: ConnectionWatchdog,
+    notify: Callable[[str], None] | None,
+    tables: tuple[str, ...] = LOADED_TABLES,
 ) -> bool:
-    """VACUUM (ANALYZE) what the load wrote; False, with a warning, when that fails.
+    """VACUUM (ANALYZE) the tables the load wrote; False, with a warning, when that fails.
 
     The load is committed by then: a failure here (the server restarting, a
     lock, a cancel) must not report a failed load, only the step to run by hand.
     """
     try:
         await sql.flush_load_statistics(conn)
-        await sql.vacuum_analyze_loaded_tables(conn)
+        for table in tables:
+            await sql.vacuum_analyze(conn, table=table)
     except asyncio.CancelledError:
         if not watchdog.lost:
             raise
@@ -239,7 +255,7 @@ async def vacuum_after_commit(
     if notify is not None:
         notify(
             f"warning: the load is committed, but its VACUUM (ANALYZE) failed ({failure}); "
-            f"run it by hand: {VACUUM_BY_HAND}"
+            f"run it by hand: VACUUM (ANALYZE) {', '.join(tables)}"
         )
     return False
 
@@ -348,6 +364,7 @@ class Loader:
             await delete_expired_events(
                 conn, retention=self.events_retention, limit=2 * events + 1000
             )
+            progress.phase("feed")  # the order lock is held from here to the commit's end
             await sql.insert_load_events(conn)
             progress.phase("commit")
         loaded = rows_read - rejected
