@@ -1,12 +1,22 @@
 """`deals load` against the floor: a plain psql \\copy of the same file into an unlogged text table.
 
-    .venv/bin/python -m bench.bench_load [--rows 50000 1000000] [--runs 3] [--explain]
+    .venv/bin/python -m bench.bench_load [--rows 50000 1000000] [--runs 1] [--explain]
 
-For each size, one generated file (cached in bench/out/); each run loads it
-into a fresh, empty, migrated database: first the floor (psql \\copy, the
-cost of reading the bytes at all), then `deals load` as a subprocess (wall
-time with process start, peak RSS from wait4). Timings on a shared machine
-are noisy: compare the ratios of one run, and look at the median of several.
+For each size, one generated file (cached in bench/out/, with a copy whose
+every 100th row has a new price: 1% changed); each run, against the floor
+(psql \\copy, the cost of reading the bytes at all):
+- `deals load FILE` as the goal states it (50,000 rows only), wall time with
+  process start;
+- fresh: the file into a fresh, empty, migrated database; reload unchanged:
+  the same file again; reload 1%: the 1%-changed copy. Each a process of its
+  own (bench/load_once.py: wall time with process start, peak RSS from
+  wait4, and the seconds of each phase). Events cannot be turned off (the
+  feed must see every change): "no events" is the wall time less the events
+  and feed phases, and "lock" is how long the feed's order lock was held
+  (feed phase and commit), the time concurrent API writes wait;
+- HTTP: POST /deals/import of the file to `deals serve` on a fresh database,
+  wall time and the server's peak RSS (VmHWM) against its RSS before.
+Timings on a shared machine are noisy: compare the ratios of one run.
 --explain prints EXPLAIN (ANALYZE, BUFFERS, WAL) of the two statements that
 bound a large load, so an SRE sees where the time goes, then each of them
 again with only its table's unique indexes and with each other index added:
@@ -21,7 +31,6 @@ import contextlib
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +61,22 @@ class Run:
     floor: float
     load: float
     rss_mb: float
+
+
+@dataclass
+class Once:
+    wall: float
+    rss_mb: float
+    phases: dict[str, float]
+    summary: dict[str, Any]
+
+    @property
+    def events(self) -> float:
+        return self.phases.get("events", 0.0) + self.phases.get("feed", 0.0)
+
+    @property
+    def lock(self) -> float:
+        return self.phases.get("feed", 0.0) + self.phases.get("commit", 0.0)
 
 
 def with_database(url: str, name: str) -> str:
@@ -118,6 +143,82 @@ def load(url: str, path: Path) -> tuple[float, float]:
     if process.returncode != 0:
         raise SystemExit(f"deals load failed ({process.returncode}): {err or out}")
     return wall, usage.ru_maxrss / 1024
+
+
+def changed_copy(path: Path) -> Path:
+    """The file with every 100th row's price_per_night raised by 1.00: a 1% change."""
+    out = path.with_name(path.stem + "-1pct.csv")
+    if not out.exists():
+        import csv
+
+        with path.open(newline="") as src, out.open("w", newline="") as dst:
+            reader, writer = csv.reader(src), csv.writer(dst, lineterminator="\n")
+            header = next(reader)
+            writer.writerow(header)
+            price = header.index("price_per_night")
+            for n, record in enumerate(reader, start=1):
+                if n % 100 == 0:
+                    record[price] = f"{float(record[price]) + 1:.2f}"
+                writer.writerow(record)
+    return out
+
+
+def load_once(db: str, path: Path) -> Once:
+    """bench/load_once.py in a process of its own: wall, peak RSS, phases, summary."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.load_once", db, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    _pid, status, usage = os.wait4(process.pid, 0)  # one JSON line out: no pipe fills
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = process.stdout.read() if process.stdout else b""
+    err = process.stderr.read() if process.stderr else b""
+    rss = usage.ru_maxrss / 1024
+    if process.returncode != 0:
+        raise SystemExit(f"load failed ({process.returncode}): {err.decode() or out.decode()}")
+    found = json.loads(out)
+    return Once(wall, rss, found["phases"], found["summary"])
+
+
+def vm_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def http_import(url: str, path: Path) -> tuple[float, float, float, dict[str, Any]]:
+    """POST /deals/import of the file to `deals serve` on a fresh database: wall
+    seconds, the server's RSS before and its peak (MB), and the answer."""
+    import http.client
+
+    from bench.common import api_server
+
+    db = fresh_database(url, "bench_load_http")
+    with api_server(db, env={"ACCESS_LOG": "false"}) as (base, process):
+        before = vm_kb(process.pid, "VmRSS") / 1024
+        port = int(base.rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+        started = time.perf_counter()
+        with path.open("rb") as body:
+            connection.request(
+                "POST",
+                "/deals/import",
+                body=body,
+                headers={"Content-Type": "text/csv", "Content-Length": str(path.stat().st_size)},
+            )
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+        wall = time.perf_counter() - started
+        peak = vm_kb(process.pid, "VmHWM") / 1024
+        connection.close()
+    if response.status != 200:
+        raise SystemExit(f"import failed ({response.status}): {answer}")
+    return wall, before, peak, answer
 
 
 async def explain(url: str, path: Path, floor_s: float) -> None:
@@ -208,10 +309,29 @@ async def bounds(
     line("all indexes, as a load writes them", await seconds(list(indexes)))
 
 
+def scenario(
+    rows: int, label: str, floor_s: float, wall: float, once: Once | None, rss: float
+) -> str:
+    """One line of the table: wall and ratio, without the events phase, lock held, phases."""
+    if once is None:
+        return (
+            f"{rows:>10,} {label:<20} {floor_s:>7.2f} {wall:>8.2f} {wall / floor_s:>6.1f}x "
+            f"{'':>9} {'':>7} {'':>6}  {rss:,.0f} MB"
+        )
+    bare = wall - once.events
+    phases = " ".join(f"{k} {v:.2f}" for k, v in once.phases.items())
+    s = once.summary
+    counts = f"new {s['deals_new']:,} updated {s['deals_updated']:,}"
+    return (
+        f"{rows:>10,} {label:<20} {floor_s:>7.2f} {wall:>8.2f} {wall / floor_s:>6.1f}x "
+        f"{bare:>9.2f} {bare / floor_s:>6.1f}x {once.lock:>6.2f}  {rss:,.0f} MB; {counts}; {phases}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.bench_load", description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 1_000_000])
-    parser.add_argument("--runs", type=int, default=3, help="runs per size; medians shown")
+    parser.add_argument("--runs", type=int, default=1, help="runs per size")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the heavy steps")
     args = parser.parse_args(argv)
 
@@ -223,43 +343,46 @@ def main(argv: list[str] | None = None) -> int:
     migrate.apply(with_database(url, TEMPLATE))
 
     results: dict[int, list[Run]] = {}
+    lines: list[str] = []
     for rows in args.rows:
         path = sample(rows)
+        changed = changed_copy(path)
         results[rows] = []
         for _ in range(args.runs):
             floor_s = floor(url, path)
-            load_s, rss = load(url, path)
-            results[rows].append(Run(floor_s, load_s, rss))
-            print(
-                f"  {rows:>9,} rows: floor {floor_s:6.2f} s  load {load_s:6.2f} s  "
-                f"ratio {load_s / floor_s:5.1f}x  rss {rss:5.0f} MB",
-                file=sys.stderr,
+            if rows <= 50_000:  # the goal's own command, process start included
+                cli_s, cli_rss = load(url, path)
+                results[rows].append(Run(floor_s, cli_s, cli_rss))
+                lines.append(scenario(rows, "deals load (CLI)", floor_s, cli_s, None, cli_rss))
+            db = fresh_database(url, "bench_load_run")
+            for label, file in (
+                ("fresh", path),
+                ("reload unchanged", path),
+                ("reload 1% changed", changed),
+            ):
+                once = load_once(db, file)
+                lines.append(scenario(rows, label, floor_s, once.wall, once, once.rss_mb))
+                print(lines[-1], file=sys.stderr)
+            wall, before, peak, answer = http_import(url, path)
+            assert answer["rows_loaded"] == rows, answer
+            lines.append(
+                f"{rows:>10,} {'HTTP import':<20} {floor_s:>7.2f} {wall:>8.2f} "
+                f"{wall / floor_s:>6.1f}x {'':>8} {'':>7} {'':>6}  server RSS {before:,.0f} MB "
+                f"before, peak {peak:,.0f} MB"
             )
+            print(lines[-1], file=sys.stderr)
 
-    print(f"\n{'rows':>10} {'MB':>7} {'floor s':>8} {'load s':>8} {'ratio':>7} {'rows/s':>9} "
-          f"{'peak RSS':>9}")  # fmt: skip
-    rss_at: dict[int, float] = {}
-    for rows, runs in results.items():
-        size = sample(rows).stat().st_size / 1e6
-        floor_s = statistics.median(r.floor for r in runs)
-        load_s = statistics.median(r.load for r in runs)
-        ratio = statistics.median(r.load / r.floor for r in runs)
-        rss_at[rows] = max(r.rss_mb for r in runs)
-        print(
-            f"{rows:>10,} {size:>7.1f} {floor_s:>8.2f} {load_s:>8.2f} {ratio:>6.1f}x "
-            f"{rows / load_s:>9,.0f} {rss_at[rows]:>6.0f} MB"
-        )
-    if len(rss_at) > 1:
-        small, large = min(rss_at), max(rss_at)
-        print(f"peak RSS {large:,} rows / {small:,} rows: {rss_at[large] / rss_at[small]:.2f}")
+    print(
+        f"\n{'rows':>10} {'scenario':<20} {'floor s':>7} {'wall s':>8} {'ratio':>7} "
+        f"{'no events':>9} {'ratio':>7} {'lock s':>6}  peak RSS / phases"
+    )
+    print("\n".join(lines))
     print(GOALS)
-    for name in ("bench_load_floor", "bench_load_run"):
+    for name in ("bench_load_floor", "bench_load_run", "bench_load_http"):
         admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if args.explain:
         largest = max(args.rows)
-        asyncio.run(
-            explain(url, sample(largest), statistics.median(r.floor for r in results[largest]))
-        )
+        asyncio.run(explain(url, sample(largest), floor(url, sample(largest))))
         admin(url, 'DROP DATABASE IF EXISTS "bench_load_explain" WITH (FORCE)')
     admin(url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
     return 0

@@ -72,6 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idle_in_transaction_timeout_ms: NonNegative = 60_000  # 0: none, as in PostgreSQL
     stats_cache_seconds: SecondsOrZero = 0.0  # 0: no cache
     max_body_bytes: Positive = 65536
+    # POST /deals/import: the largest CSV body (256 MiB, ~1.7M rows), and how long an
+    # import waits for another load to end before its 503
+    import_max_bytes: Positive = 256 * 1024 * 1024
+    import_lock_wait_seconds: Seconds = 30.0
     shutdown_drain_seconds: SecondsOrZero = 1.0  # 0: no drain
     data_dir: Path = Path(".data")
     cors_origins: tuple[str, ...] = ()  # none: CORS off
@@ -98,7 +102,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"AUTH_JWT_SECRET is {len(self.auth_jwt_secret.encode())} bytes long: "
                 f"HS256 needs at least {MIN_SECRET}"
             )
-        for field in ("pool_acquire_timeout", "stats_cache_seconds", "shutdown_drain_seconds"):
+        for field in (
+            "pool_acquire_timeout",
+            "stats_cache_seconds",
+            "shutdown_drain_seconds",
+            "import_lock_wait_seconds",
+        ):
             value = getattr(self, field)
             if not math.isfinite(value):
                 raise SettingsError(f"{VAR_OF[field]}={value} must be a finite number")
@@ -164,6 +173,8 @@ ENV_VARS: dict[str, str] = {
     "IDLE_IN_TRANSACTION_TIMEOUT_MS": "idle_in_transaction_timeout_ms",
     "STATS_CACHE_SECONDS": "stats_cache_seconds",
     "MAX_BODY_BYTES": "max_body_bytes",
+    "IMPORT_MAX_BYTES": "import_max_bytes",
+    "IMPORT_LOCK_WAIT_SECONDS": "import_lock_wait_seconds",
     "SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
     "DEALS_DATA_DIR": "data_dir",
     "CORS_ORIGINS": "cors_origins",

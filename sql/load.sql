@@ -23,6 +23,11 @@ SELECT pg_try_advisory_xact_lock(hashtext('deals.load'))
 -- Wait for the load that holds the advisory lock to end.
 SELECT pg_advisory_xact_lock(hashtext('deals.load'))
 
+-- name: set_lock_timeout :exec
+-- POST /deals/import: how long this transaction waits for a lock ($1, e.g.
+-- '30000ms'; '0' for ever): the import waits for another load only that long.
+SELECT set_config('lock_timeout', $1::text, true)
+
 -- name: deals_exist :val
 -- `deals load --if-empty`: is there any deal yet? One index or heap page.
 SELECT EXISTS (SELECT 1 FROM deals)
@@ -716,14 +721,36 @@ FROM load_errors
 GROUP BY record
 ORDER BY record
 
+-- name: first_rejected_records :many
+-- The first $1 rejected records with their reasons, in file order, for the
+-- answer of POST /deals/import?mode=skip-bad-rows.
+SELECT record, string_agg(col || ' ' || reason, '; ' ORDER BY ord, col) AS reasons
+FROM load_errors
+GROUP BY record
+ORDER BY record
+LIMIT $1::bigint
+
 -- name: flush_load_statistics :exec
 -- After commit: the load's row counts reach pg_stat_user_tables now rather than
 -- up to a second later, so the ANALYZE that follows does not leave them counted
 -- as changes since the last analyze (which the doctor's bloat check would flag).
 SELECT pg_stat_force_next_flush()
 
--- name: vacuum_analyze_loaded_tables :exec
--- After commit (VACUUM refuses a transaction): the visibility map set for the
--- pages a load wrote, so index-only scans skip the heap, and fresh planner
--- statistics. SHARE UPDATE EXCLUSIVE: blocks neither reads nor writes.
-VACUUM (ANALYZE) hotels, deals, categories, deal_categories
+-- name: vacuum_analyze_hotels :exec
+-- After commit (VACUUM refuses a transaction), for each table the load changed
+-- (none when a reload changed nothing): the visibility map set for the pages it
+-- wrote, so index-only scans skip the heap, and fresh planner statistics.
+VACUUM (ANALYZE) hotels
+
+-- name: vacuum_analyze_deals :exec
+-- As vacuum_analyze_hotels, for deals. SHARE UPDATE EXCLUSIVE: blocks neither
+-- reads nor writes.
+VACUUM (ANALYZE) deals
+
+-- name: vacuum_analyze_categories :exec
+-- As vacuum_analyze_hotels, for categories.
+VACUUM (ANALYZE) categories
+
+-- name: vacuum_analyze_deal_categories :exec
+-- As vacuum_analyze_hotels, for deal_categories (links added or removed).
+VACUUM (ANALYZE) deal_categories

@@ -35,7 +35,7 @@ from tests.test_deal_writes import new_deal
 Client = AsyncTestClient[Litestar]
 
 SECRET = secrets.token_urlsafe(48)
-READ, WRITE = "deals:read", "deals:write"
+READ, WRITE, IMPORT = "deals:read", "deals:write", "deals:import"
 
 
 def claims(scope: Any = READ, ttl: float = 300, **extra: Any) -> dict[str, Any]:
@@ -366,6 +366,7 @@ async def test_the_document_declares_the_scheme_and_each_scope(guarded: Client) 
                 assert "401" not in operation["responses"]
             else:
                 scope = READ if method == "get" else WRITE
+                scope = IMPORT if path == "/deals/import" else scope
                 assert operation["security"] == [{"bearerAuth": [scope]}], (method, path)
                 assert operation["responses"]["401"] == {
                     "$ref": "#/components/responses/Unauthenticated"

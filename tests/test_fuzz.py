@@ -183,6 +183,14 @@ def _no_nul_in_text(case: schemathesis.Case[Any], base: str) -> Expected | None:
     return None
 
 
+def _a_deals_csv(case: schemathesis.Case[Any], base: str) -> Expected | None:
+    """POST /deals/import: the schema says text/csv, a string; only a deals CSV (its header
+    names every column of shared/spec/deals-csv.md) loads, anything else is MALFORMED_FILE."""
+    if case.method == "POST" and case.path == "/deals/import":
+        return 422, "MALFORMED_FILE"
+    return None
+
+
 RULES: list[Rule] = [
     _price_order,
     _skip_with_cursor,
@@ -193,6 +201,7 @@ RULES: list[Rule] = [
     _if_match_holds,
     _precondition_required,
     _no_nul_in_text,
+    _a_deals_csv,
 ]
 
 

@@ -28,6 +28,7 @@ from service.api.http import (
     http_layer,
     local_swagger_ui,
 )
+from service.api.imports import ImportController
 from service.api.metrics import instrument, metrics_page, pool_gauges
 from service.api.openapi import declare_rate_limit, finish_openapi
 from service.api.requests import echo_request_headers, reject_unknown_parameters
@@ -44,6 +45,7 @@ OPENAPI_JSON = "/docs/openapi.json"
 ROUTES: Sequence[ControllerRouterHandler] = [
     HealthController,
     DealsController,
+    ImportController,
     StatsController,
     HotelsController,
     CategoriesController,

@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from service.api.request_id import request_id
 from service.db.pool import Overloaded
+from service.load import errors as load_errors
 from service.types import MONEY_PATTERN, NOT_BLANK_PATTERN, PERCENT_PATTERN
 
 log = logging.getLogger("service.errors")
@@ -162,10 +163,27 @@ CONNECTION_ERRORS = (
 )
 
 
+# A failed load (POST /deals/import), by its class: the status and code the client sees.
+# Its message is the loader's own, as `deals load` prints it; a plain LoadError is a
+# conflict with the data (two hotels sharing a name, a deal_id created meanwhile).
+LOAD_ERRORS: dict[type[load_errors.LoadError], tuple[type[ApiError], str]] = {
+    load_errors.BadRows: (Unprocessable, "BAD_ROWS"),
+    load_errors.MalformedFile: (Unprocessable, "MALFORMED_FILE"),
+    load_errors.LoadBusy: (ServiceUnavailable, "LOAD_BUSY"),
+    load_errors.DatabaseUnavailable: (ServiceUnavailable, "DATABASE_UNAVAILABLE"),
+    load_errors.DatabaseUnreachable: (ServiceUnavailable, "DATABASE_UNAVAILABLE"),
+    load_errors.LoadError: (Conflict, "LOAD_FAILED"),
+}
+
+
 def translate(exc: BaseException) -> ApiError:
     """The client-facing error for any exception."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, load_errors.LoadError) and type(exc) in LOAD_ERRORS:
+        cls, code = LOAD_ERRORS[type(exc)]
+        headers = RETRY_AFTER if cls is ServiceUnavailable else None
+        return cls(exc.message, code=code, details=exc.details, headers=headers)
     if isinstance(exc, Overloaded):
         return ServiceUnavailable(
             "the service is overloaded; retry shortly", code="OVERLOADED", headers=RETRY_AFTER
@@ -276,7 +294,8 @@ ERROR_DESCRIPTIONS = {
     413: "Body too large",
     415: "Unsupported content type",
     428: "Neither If-Match nor a body version: a write must name the version it changes",
-    422: "Validation failed; details name each failing field",
+    422: "Validation failed; details name each failing field (a CSV import: BAD_ROWS, "
+    "each problem's line, column, value and reason; MALFORMED_FILE)",
     429: "Over RATE_LIMIT: Retry-After says when to try again",
     503: "Database unavailable or no connection free in time (Retry-After set)",
     504: "Statement timeout",

@@ -16,6 +16,7 @@ from service.db.catalogue import Connection, Exec, ExecRows, Many, One, Value
 CONFIGURE_LOAD = Exec("configure_load")
 TRY_LOAD_LOCK = Value("try_load_lock")
 WAIT_LOAD_LOCK = Exec("wait_load_lock")
+SET_LOCK_TIMEOUT = Exec("set_lock_timeout")
 DEALS_EXIST = Value("deals_exist")
 CREATE_WORK_TABLES = tuple(
     Exec(name)
@@ -60,8 +61,12 @@ COUNT_REJECTED = Value("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
 COUNT_PROBLEMS = Value("count_problems")
 REJECTED_RECORDS = Many("rejected_records")
+FIRST_REJECTED_RECORDS = Many("first_rejected_records")
 FLUSH_LOAD_STATISTICS = Exec("flush_load_statistics")
-VACUUM_ANALYZE_LOADED_TABLES = Exec("vacuum_analyze_loaded_tables")
+VACUUM_ANALYZE = {
+    table: Exec(f"vacuum_analyze_{table}")
+    for table in ("hotels", "deals", "categories", "deal_categories")
+}
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +76,13 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     column: str
     value: str | None
     reason: str
+
+
+class RejectedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A rejected record (its ordinal) and its reasons joined by '; '."""
+
+    record: int
+    reasons: str
 
 
 class HotelConflict(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +109,10 @@ async def try_load_lock(conn: Connection) -> bool:
 
 async def wait_load_lock(conn: Connection) -> None:
     await WAIT_LOAD_LOCK(conn)
+
+
+async def set_lock_timeout(conn: Connection, *, lock_timeout: str) -> None:
+    await SET_LOCK_TIMEOUT(conn, lock_timeout)
 
 
 async def deals_exist(conn: Connection) -> bool:
@@ -237,10 +253,16 @@ def rejected_records(conn: Connection, *, prefetch: int = 2000) -> Any:
     return REJECTED_RECORDS.cursor(conn, prefetch=prefetch)
 
 
+async def first_rejected_records(conn: Connection, *, limit: int) -> list[RejectedRecord]:
+    rows = await FIRST_REJECTED_RECORDS(conn, limit)
+    return [RejectedRecord(record=r["record"], reasons=r["reasons"]) for r in rows]
+
+
 async def flush_load_statistics(conn: Connection) -> None:
     await FLUSH_LOAD_STATISTICS(conn)
 
 
-async def vacuum_analyze_loaded_tables(conn: Connection) -> None:
-    """VACUUM (ANALYZE) of the tables a load wrote; outside any transaction (after the commit)."""
-    await VACUUM_ANALYZE_LOADED_TABLES(conn)
+async def vacuum_analyze(conn: Connection, *, table: str) -> None:
+    """VACUUM (ANALYZE) of one table a load wrote (hotels, deals, categories or
+    deal_categories); outside any transaction (after the commit)."""
+    await VACUUM_ANALYZE[table](conn)

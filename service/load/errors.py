@@ -33,6 +33,24 @@ class MalformedFile(LoadError):
     code = "MALFORMED_FILE"
 
 
+class TooLarge(LoadError):
+    """A request body larger than the import takes (IMPORT_MAX_BYTES)."""
+
+    exit_code = 2
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the body is larger than {max_bytes:,} bytes (IMPORT_MAX_BYTES)")
+        self.max_bytes = max_bytes
+
+
+class LoadBusy(LoadError):
+    """Another load held the load lock for longer than this one may wait."""
+
+    exit_code = 3
+    code = "LOAD_BUSY"
+
+
 class DatabaseUnavailable(LoadError):
     """The database failed or went away during the load."""
 

@@ -43,6 +43,13 @@ class LoadSummary(msgspec.Struct, frozen=True, kw_only=True):
     skipped: bool = False  # --if-empty found deals already: nothing was read
 
 
+class RejectedRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A record a load skipped: the file line it starts on, and why."""
+
+    line: int | None
+    reason: str
+
+
 class Progress:
     """Silent progress: the loader calls these hooks; subclasses show or act on them."""
 
@@ -50,8 +57,8 @@ class Progress:
         """nbytes more of the file were sent to the database (nlines line breaks)."""
 
     def phase(self, name: str) -> None:
-        """The load entered a phase: reading, checking, hotels, deals, links, events, commit,
-        vacuum."""
+        """The load entered a phase: reading, checking, hotels, deals, links, events, feed
+        (its events appended, under the feed's order lock), commit, vacuum."""
 
     def close(self) -> None:
         """The load ended (well or not)."""

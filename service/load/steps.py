@@ -30,13 +30,20 @@ from service.load.errors import (
     BadRows,
     DatabaseUnavailable,
     DatabaseUnreachable,
+    LoadBusy,
     LoadError,
     MalformedFile,
     ProblemLine,
     UsageError,
 )
-from service.load.report import LoadSummary, Progress, RecordScanner, write_rejects
-from service.load.source import STAGING_TABLE, Source, describe_copy_error
+from service.load.report import (
+    LoadSummary,
+    Progress,
+    RecordScanner,
+    RejectedRow,
+    write_rejects,
+)
+from service.load.source import STAGING_TABLE, BodySource, Source, describe_copy_error
 from service.settings import redact_url
 
 __all__ = [
@@ -48,9 +55,11 @@ __all__ = [
     "ProblemLine",
     "UsageError",
     "load_file",
+    "load_source",
 ]
 
 REPORT_LIMIT = 20
+REJECTED_LIMIT = 1000  # rejected records listed by number (the count is always exact)
 WORK_MEM = "256MB"
 APPLICATION_NAME = "deals-load"
 
@@ -116,10 +125,49 @@ async def load_file(
     may_skip_row_triggers in sql/load.sql).
     """
     started = time.perf_counter()
-    path = Path(path)
+    with Source(Path(path)) as source:
+        return await load_source(
+            target,
+            source,
+            skip_bad_rows=skip_bad_rows,
+            rejects=rejects,
+            if_empty=if_empty,
+            progress=progress,
+            notify=notify,
+            report_limit=report_limit,
+            work_mem=work_mem,
+            row_fk_checks=row_fk_checks,
+            events_retention=events_retention,
+            started=started,
+        )
+
+
+async def load_source(
+    target: str | Connection,
+    source: Source | BodySource,
+    *,
+    skip_bad_rows: bool = False,
+    rejects: str | Path | None = None,
+    if_empty: bool = False,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
+    report_limit: int = REPORT_LIMIT,
+    work_mem: str = WORK_MEM,
+    row_fk_checks: bool = False,
+    events_retention: timedelta = timedelta(days=7),
+    lock_wait: float | None = None,
+    rejected_rows: list[RejectedRow] | None = None,
+    started: float | None = None,
+) -> LoadSummary:
+    """load_file's work on an opened source: a file (Source) or a request body (BodySource).
+
+    lock_wait bounds, in seconds, the wait for another load to end (LoadBusy
+    after it); None waits as long as it takes. rejected_rows, when given,
+    receives the first REJECTED_LIMIT rejected records (line and reasons).
+    """
+    started = time.perf_counter() if started is None else started
     progress = progress or Progress()
     with ExitStack() as stack:
-        source = stack.enter_context(Source(path))
         out = open_rejects(Path(rejects), stack) if rejects is not None else None
         stack.callback(progress.close)
         conn = await connect(target) if isinstance(target, str) else target
@@ -134,11 +182,14 @@ async def load_file(
                 report_limit,
                 row_fk_checks,
                 events_retention,
+                rejected_rows,
             )
-            summary = await loader.run(if_empty=if_empty, notify=notify, work_mem=work_mem)
-            if not summary.skipped:
+            summary = await loader.run(
+                if_empty=if_empty, notify=notify, work_mem=work_mem, lock_wait=lock_wait
+            )
+            if tables := changed_tables(summary):
                 progress.phase("vacuum")
-                await vacuum_after_commit(conn, watchdog, notify)
+                await vacuum_after_commit(conn, watchdog, notify, tables)
         except (ConnectionError, asyncpg.ConnectionDoesNotExistError) as exc:
             raise DatabaseUnavailable(f"lost the database connection: {exc}") from None
         except (asyncio.CancelledError, asyncpg.InterfaceError):
@@ -162,20 +213,36 @@ async def load_file(
     )
 
 
-VACUUM_BY_HAND = "VACUUM (ANALYZE) hotels, deals, categories, deal_categories"
+LOADED_TABLES = ("hotels", "deals", "categories", "deal_categories")
+
+
+def changed_tables(s: LoadSummary) -> tuple[str, ...]:
+    """The tables a committed load wrote to, the ones its VACUUM (ANALYZE) needs:
+    a reload that changed nothing vacuums nothing."""
+    changed = {
+        "hotels": s.hotels_new + s.hotels_updated,
+        "deals": s.deals_new + s.deals_updated,
+        "categories": s.categories_new,
+        "deal_categories": s.category_links_added + s.category_links_removed,
+    }
+    return () if s.skipped else tuple(t for t in LOADED_TABLES if changed[t])
 
 
 async def vacuum_after_commit(
-    conn: Connection, watchdog: ConnectionWatchdog, notify: Callable[[str], None] | None
+    conn: Connection,
+    watchdog: ConnectionWatchdog,
+    notify: Callable[[str], None] | None,
+    tables: tuple[str, ...] = LOADED_TABLES,
 ) -> bool:
-    """VACUUM (ANALYZE) what the load wrote; False, with a warning, when that fails.
+    """VACUUM (ANALYZE) the tables the load wrote; False, with a warning, when that fails.
 
     The load is committed by then: a failure here (the server restarting, a
     lock, a cancel) must not report a failed load, only the step to run by hand.
     """
     try:
         await sql.flush_load_statistics(conn)
-        await sql.vacuum_analyze_loaded_tables(conn)
+        for table in tables:
+            await sql.vacuum_analyze(conn, table=table)
     except asyncio.CancelledError:
         if not watchdog.lost:
             raise
@@ -188,7 +255,7 @@ async def vacuum_after_commit(
     if notify is not None:
         notify(
             f"warning: the load is committed, but its VACUUM (ANALYZE) failed ({failure}); "
-            f"run it by hand: {VACUUM_BY_HAND}"
+            f"run it by hand: VACUUM (ANALYZE) {', '.join(tables)}"
         )
     return False
 
@@ -228,18 +295,21 @@ class Loader:
     def __init__(
         self,
         conn: Connection,
-        source: Source,
+        source: Source | BodySource,
         out: IO[str] | None,
         progress: Progress,
         skip_bad_rows: bool,
         report_limit: int,
         row_fk_checks: bool = False,
         events_retention: timedelta = timedelta(days=7),
+        rejected_rows: list[RejectedRow] | None = None,
     ) -> None:
         self.conn = conn
+        self.rejected_rows = rejected_rows
         self.events_retention = events_retention
         self.source = source
-        self.path = source.path
+        self.path = source.path  # read again only to find the lines of bad records
+        self.label = source.label  # what messages call it
         self.out = out
         self.progress = progress
         self.skip_bad_rows = skip_bad_rows
@@ -247,7 +317,12 @@ class Loader:
         self.row_fk_checks = row_fk_checks
 
     async def run(
-        self, *, if_empty: bool, notify: Callable[[str], None] | None, work_mem: str
+        self,
+        *,
+        if_empty: bool,
+        notify: Callable[[str], None] | None,
+        work_mem: str,
+        lock_wait: float | None = None,
     ) -> LoadSummary:
         conn, progress = self.conn, self.progress
         async with conn.transaction():
@@ -255,9 +330,9 @@ class Loader:
             if not await sql.try_load_lock(conn):
                 if notify is not None:
                     notify("another load is running; waiting for it")
-                await sql.wait_load_lock(conn)
+                await self.wait_for_lock(lock_wait)
             if if_empty and await sql.deals_exist(conn):
-                return LoadSummary(file=str(self.path), skipped=True)
+                return LoadSummary(file=self.label, skipped=True)
             await sql.create_work_tables(conn)
 
             progress.phase("reading")
@@ -289,11 +364,12 @@ class Loader:
             await delete_expired_events(
                 conn, retention=self.events_retention, limit=2 * events + 1000
             )
+            progress.phase("feed")  # the order lock is held from here to the commit's end
             await sql.insert_load_events(conn)
             progress.phase("commit")
         loaded = rows_read - rejected
         return LoadSummary(
-            file=str(self.path),
+            file=self.label,
             rows_read=rows_read,
             rows_loaded=loaded,
             rows_rejected=rejected,
@@ -308,6 +384,21 @@ class Loader:
             category_links_removed=links_removed,
             foreign_key_checks=fk_checks,
         )
+
+    async def wait_for_lock(self, seconds: float | None) -> None:
+        """Wait for the load holding the lock to end: at most `seconds` when given."""
+        if seconds is None:
+            await sql.wait_load_lock(self.conn)
+            return
+        await sql.set_lock_timeout(self.conn, lock_timeout=f"{max(1, round(seconds * 1000))}ms")
+        try:
+            await sql.wait_load_lock(self.conn)
+        except asyncpg.LockNotAvailableError:
+            raise LoadBusy(
+                f"another load has been running for the {seconds:g} s this one may wait; "
+                "nothing was written: try again later"
+            ) from None
+        await sql.set_lock_timeout(self.conn, lock_timeout="0")
 
     async def choose_fk_checks(self) -> str:
         """Skip the per-row foreign-key triggers of the deals and links writes when allowed.
@@ -332,7 +423,7 @@ class Loader:
                 format="csv",
             )
         except (asyncpg.DataError, asyncpg.BadCopyFileFormatError) as exc:
-            raise MalformedFile(describe_copy_error(self.path, exc)) from None
+            raise MalformedFile(describe_copy_error(self.path, exc, self.label)) from None
         return rowcount(status)
 
     async def check(self, rows_read: int) -> tuple[int, int]:
@@ -346,7 +437,7 @@ class Loader:
         problems = await sql.find_bad_values(conn)
         if unexplained := await sql.count_unexplained_rows(conn):
             raise LoadError(
-                f"{self.path}: {unexplained:,} rows failed the typed check with no rule naming "
+                f"{self.label}: {unexplained:,} rows failed the typed check with no rule naming "
                 "a problem (insert_typed_rows and find_bad_values disagree: a bug); "
                 "nothing was written"
             )
@@ -366,7 +457,11 @@ class Loader:
                     f"{self.out.name}: cannot write the rejects: {exc.strerror or exc}"
                 ) from None
         if rejected and not self.skip_bad_rows:
-            raise await bad_rows(conn, self.path, rows_read, rejected, self.report_limit)
+            raise await bad_rows(
+                conn, self.path, rows_read, rejected, self.report_limit, self.label
+            )
+        if rejected and self.rejected_rows is not None:
+            self.rejected_rows.extend(await first_rejected(conn, self.path, REJECTED_LIMIT))
         return rejected, disagreeing
 
     async def write_deals(self) -> tuple[int, int]:
@@ -381,7 +476,7 @@ class Loader:
             return await sql.insert_deals(conn), updated
         except asyncpg.UniqueViolationError as exc:
             raise LoadError(
-                f"{self.path}: deals: {exc.detail or exc}, created by someone else during the "
+                f"{self.label}: deals: {exc.detail or exc}, created by someone else during the "
                 "load; nothing was written: run the load again"
             ) from None
 
@@ -392,7 +487,7 @@ class Loader:
         except asyncpg.UniqueViolationError as exc:
             # e.g. two phones of the database swapping names: no order of updates works
             raise LoadError(
-                f"{self.path}: hotels: {exc.detail or exc}; two hotels would share a "
+                f"{self.label}: hotels: {exc.detail or exc}; two hotels would share a "
                 "(name, city, country): fix the file or the hotels table"
             ) from None
 
@@ -424,8 +519,16 @@ async def reject_hotel_conflicts(conn: Connection, path: Path) -> int:
     return added
 
 
+async def first_rejected(conn: Connection, path: Path, limit: int) -> list[RejectedRow]:
+    """The first `limit` rejected records in file order: line and reasons."""
+    reasons = await sql.first_rejected_records(conn, limit=limit)
+    with RecordScanner(path) as scanner:
+        lines = {r: line for r, line, _ in scanner.find([row.record for row in reasons])}
+    return [RejectedRow(line=lines.get(row.record), reason=row.reasons) for row in reasons]
+
+
 async def bad_rows(
-    conn: Connection, path: Path, rows_read: int, rejected: int, limit: int
+    conn: Connection, path: Path, rows_read: int, rejected: int, limit: int, label: str
 ) -> BadRows:
     problems = await sql.first_problems(conn, limit=limit)
     total = await sql.count_problems(conn)
@@ -436,7 +539,7 @@ async def bad_rows(
         for p in problems
     ]
     return BadRows(
-        f"{path}: {rejected:,} of {rows_read:,} rows are bad ({total:,} problems); "
+        f"{label}: {rejected:,} of {rows_read:,} rows are bad ({total:,} problems); "
         "nothing was written",
         shown,
         total,
