@@ -5,9 +5,9 @@
 -- The list queries share the filters $1-$6:
 --   $1 city (hotels_city_folded_idx; how it matches: below), $2 min_stars,
 --   $3 price_min, $4 price_max (deals_price_id_idx), $5 category name,
---   $6 is_available; NULL means "no filter". The pool plans every execution
---   with its values (plan_cache_mode=force_custom_plan), so an absent filter
---   folds away and a present one can use its index.
+--   $6 is_available; NULL means "no filter". These queries are planned with
+--   their values on every run (`-- plan: custom`, service/db/catalogue.py), so
+--   an absent filter folds away and a present one can use its index.
 -- One query per sort, so each is served by its own index; the keyset
 -- condition (after the cursor's row) and OFFSET are both NULL/0 when unused.
 -- Each query stays whole so that it pastes into psql as it is; the deal
@@ -40,6 +40,7 @@
 
 -- name: get_deal :one
 -- GET /deals/{id}: one deal with its hotel and category names; deals_pkey.
+-- plan: generic (one primary-key probe whatever the id)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -55,6 +56,7 @@ WHERE d.id = $1::bigint
 -- name: find_deal_by_upstream_id :one
 -- GET /deals?deal_id=N: the deal with this upstream id, when it also passes
 -- the filters $1-$6; deals_deal_id_key. A page of zero or one item.
+-- plan: generic (one deals_deal_id_key probe; the filters only test that row)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -79,6 +81,7 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 -- name: list_deals_by_id :many
 -- GET /deals (default sort): a page by id, offset or keyset after $7; deals_pkey.
 -- Also EXPLAINed with $8 (limit) NULL for count=estimated.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -102,9 +105,57 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 ORDER BY d.id
 LIMIT $8::int OFFSET $9::bigint
 
+-- name: list_all_deals_by_id :many
+-- GET /deals with no filter (default sort): a page by id after $1 (0: from the
+-- start); deals_pkey in order, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id > $1::bigint
+ORDER BY d.id
+LIMIT $2::int OFFSET $3::bigint
+
+-- name: list_deals_in_city_by_id :many
+-- GET /deals?city=X[&min_stars=N] by id: for each hotel of the city, its first
+-- limit+skip deals after $3 by id (deals_hotel_id_id_idx), then the page of those.
+-- plan: generic (hotels x (limit + skip) index entries, for a big city or a rare one)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id = ANY (ARRAY(
+        SELECT p.id
+        FROM hotels ch
+        CROSS JOIN LATERAL (
+            SELECT cd.id FROM deals cd
+            WHERE cd.hotel_id = ch.id AND cd.id > $3::bigint
+            ORDER BY cd.id
+            LIMIT $4::int + $5::bigint) p
+        WHERE lower(upper(normalize(ch.city, NFC) COLLATE "pg_c_utf8"))
+              = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
+          AND ($2::int IS NULL OR ch.star_rating >= $2::int)
+        ORDER BY p.id
+        LIMIT $4::int OFFSET $5::bigint))
+ORDER BY d.id
+
 -- name: list_deals_by_price :many
 -- GET /deals?sort=price: cheapest first, id breaks ties; keyset after ($7, $8).
 -- Served by deals_price_id_idx (price_per_night, id), forwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -131,6 +182,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_price_desc :many
 -- GET /deals?sort=-price: dearest first, id breaks ties; keyset before ($7, $8).
 -- Served by deals_price_id_idx (price_per_night, id), backwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -157,6 +209,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_created_at :many
 -- GET /deals?sort=created_at: oldest first, id breaks ties; keyset after ($7, $8).
 -- Served by deals_created_at_id_idx (created_at, id), forwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -183,6 +236,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_created_at_desc :many
 -- GET /deals?sort=-created_at: newest first, id breaks ties; keyset before ($7, $8).
 -- Served by deals_created_at_id_idx (created_at, id), backwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -210,6 +264,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- GET /deals?count=exact: how many deals match the filters $1-$6.
 -- LEFT JOIN: with no hotel filter the planner drops the join (hotel_id is a
 -- NOT NULL foreign key); EXISTS lets it hash the category's deals once.
+-- plan: custom (absent filters fold away, a given one picks its index)
 SELECT count(*)
 FROM deals d
 LEFT JOIN hotels h ON h.id = d.hotel_id
@@ -227,6 +282,7 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 -- count_deals when $5 (category) is given: a hash join over the category's links
 -- (deal_categories_category_id_idx); count_deals' EXISTS probes every deal once
 -- the category's deals outgrow work_mem (2.1 s at a million deals, this 0.4 s).
+-- plan: custom (absent filters fold away, a given one picks its index)
 SELECT count(*)
 FROM deal_categories dc
 JOIN deals d ON d.id = dc.deal_id
@@ -238,3 +294,20 @@ WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($5::t
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
   AND ($6::bool IS NULL OR d.is_available = $6::bool)
+
+-- name: count_all_deals :val
+-- GET /deals?count=exact with no filter: every deal; an index-only scan.
+-- plan: generic (no parameter: planned once per connection, never again)
+SELECT count(*)
+FROM deals d
+
+-- name: count_deals_in_city :val
+-- GET /deals?city=X[&min_stars=N]&count=exact: the city's hotels
+-- (hotels_city_folded_idx), then an index-only count of each one's deals.
+-- plan: generic (the same plan for a big city and a rare one)
+SELECT count(*)
+FROM hotels h
+JOIN deals d ON d.hotel_id = h.id
+WHERE lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
+      = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
+  AND ($2::int IS NULL OR h.star_rating >= $2::int)

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from service.db.catalogue import Connection, Many, One, Value
+from service.db.catalogue import Connection, Many, One, Value, session_mode
 from service.db.rows import Deal, deal_from_row
 
 Sort = Literal["id", "price", "-price", "created_at", "-created_at"]
@@ -30,6 +30,12 @@ LIST_DEALS: dict[Sort, Many] = {
     "-created_at": Many("list_deals_by_created_at_desc"),
 }
 COUNT_DEALS = Value("count_deals")
+# Per filter shape, a query with unconditional predicates, whose one generic plan
+# serves every value (`-- plan: generic`); the general queries above are custom.
+LIST_ALL_DEALS_BY_ID = Many("list_all_deals_by_id")
+LIST_DEALS_IN_CITY_BY_ID = Many("list_deals_in_city_by_id")
+COUNT_ALL_DEALS = Value("count_all_deals")
+COUNT_DEALS_IN_CITY = Value("count_deals_in_city")
 COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
 
 
@@ -54,6 +60,16 @@ class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
             self.category,
             self.is_available,
         )
+
+
+NO_FILTERS = DealFilters()
+
+
+def city_only(filters: DealFilters) -> bool:
+    """The filters are a city, with or without min_stars: the city shape."""
+    return filters.city is not None and filters == DealFilters(
+        city=filters.city, min_stars=filters.min_stars
+    )
 
 
 async def get_deal(conn: Connection, *, id: int) -> Deal | None:
@@ -84,13 +100,29 @@ async def list_deals(
 
     After the filters, the keyset: ($7 key, $8 id), or ($7 id) alone when sorting by id.
     """
-    keyset = (last_id,) if sort == "id" else (key, last_id)
-    rows = await LIST_DEALS[sort](conn, *filters.args(), *keyset, limit, skip)
+    if sort == "id" and filters == NO_FILTERS:
+        rows = await LIST_ALL_DEALS_BY_ID(conn, last_id or 0, limit, skip)
+    elif sort == "id" and city_only(filters):
+        rows = await LIST_DEALS_IN_CITY_BY_ID(
+            conn, filters.city, filters.min_stars, last_id or 0, limit, skip
+        )
+    else:
+        keyset = (last_id,) if sort == "id" else (key, last_id)
+        rows = await LIST_DEALS[sort](conn, *filters.args(), *keyset, limit, skip)
     return [deal_from_row(row) for row in rows]
 
 
 async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """How many deals match; with a category, the query that starts from its links."""
+    """How many deals match: with no filter or a city alone (min_stars allowed), the
+    query of that shape; with a category, the one that starts from its links."""
+    if filters == NO_FILTERS:
+        every: int = await COUNT_ALL_DEALS(conn)
+        return every
+    if city_only(filters) and session_mode(conn) == COUNT_DEALS_IN_CITY.mode:
+        # After a generic page (sort=id); after a custom one, count_deals answers
+        # alike without switching the session's plan back and forth.
+        in_city: int = await COUNT_DEALS_IN_CITY(conn, filters.city, filters.min_stars)
+        return in_city
     query = COUNT_DEALS if filters.category is None else COUNT_DEALS_IN_CATEGORY
     count: int = await query(conn, *filters.args())
     return count
