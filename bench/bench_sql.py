@@ -115,7 +115,7 @@ def answers(rows: int) -> list[Answer]:
             "price range 100-150 + total",
             [
                 ("list_deals_by_id", (None, None, "100", "150", None, None, None, PAGE, 0)),
-                ("count_deals", (None, None, "100", "150", None, None)),
+                ("count_deals_in_price_range", ("100", "150")),
             ],
             plain_page(
                 "WHERE d.price_per_night BETWEEN 100 AND 150",
@@ -127,7 +127,7 @@ def answers(rows: int) -> list[Answer]:
             "category luxury + total",
             [
                 ("list_deals_by_id", (None, None, None, None, "luxury", None, None, PAGE, 0)),
-                ("count_deals_in_category", (None, None, None, None, "luxury", None)),
+                ("count_category_deals", ("luxury",)),
             ],
             plain_page(
                 "WHERE d.id IN (SELECT dc.deal_id FROM deal_categories dc JOIN categories c"

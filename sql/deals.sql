@@ -311,3 +311,20 @@ JOIN deals d ON d.hotel_id = h.id
 WHERE lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
       = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
   AND ($2::int IS NULL OR h.star_rating >= $2::int)
+
+-- name: count_deals_in_price_range :val
+-- GET /deals?price_min=A&price_max=B&count=exact, no other filter: an index-only
+-- scan of deals_price_id_idx (count_deals reads the heap: its removed join needs hotel_id).
+-- plan: custom (a missing bound folds away; a wide range may read the table instead)
+SELECT count(*)
+FROM deals d
+WHERE ($1::numeric IS NULL OR d.price_per_night >= $1::numeric)
+  AND ($2::numeric IS NULL OR d.price_per_night <= $2::numeric)
+
+-- name: count_category_deals :val
+-- GET /deals?category=X&count=exact, no other filter: the category's links alone
+-- (deal_categories_category_id_idx, index-only); every link's deal exists (foreign key).
+-- plan: custom (the page query beside it is custom: one mode per answer; same plan for all)
+SELECT count(*)
+FROM deal_categories dc
+WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($1::text))

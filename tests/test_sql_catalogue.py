@@ -157,6 +157,8 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
     ],
     "count_all_deals": [()],
     "count_deals_in_city": [("Paris", None), ("nowhere", 3)],
+    "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (None, Decimal(40))],
+    "count_category_deals": [("luxury",), ("Budget",), ("nothing",)],
     "get_hotel": [(1,), (10**9,)],
     "list_hotels": [(None, 20, 0), ("paris", 20, 0)],
     "count_hotels": [(None,), ("paris",)],
@@ -263,3 +265,25 @@ async def test_a_shape_query_answers_as_the_general_one(
         assert total == await deals.COUNT_DEALS(conn, *filters.args()), (city, min_stars)
         found.append(len(page))
     assert found == [case[-1] for case in SHAPE_CASES]
+
+
+async def test_a_count_shape_answers_as_the_general_count(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """count_deals_in_price_range and count_category_deals count what count_deals and
+    count_deals_in_category count."""
+    cases = [
+        deals.DealFilters(price_min=Decimal(100), price_max=Decimal(150)),
+        deals.DealFilters(price_min=Decimal("899.5")),
+        deals.DealFilters(price_max=Decimal(40)),
+        deals.DealFilters(category="luxury"),
+        deals.DealFilters(category="FAMILY"),
+        deals.DealFilters(category="nothing"),
+    ]
+    found = []
+    for filters in cases:
+        general = deals.COUNT_DEALS if filters.category is None else deals.COUNT_DEALS_IN_CATEGORY
+        count = await deals.count_deals(conn, filters=filters)
+        assert count == await general(conn, *filters.args()), filters
+        found.append(count > 0)
+    assert found == [True, True, True, True, True, False]

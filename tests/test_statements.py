@@ -115,7 +115,12 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals :val"],
         ),
-        ("/deals?category=luxury", ["list_deals_by_id :many", "count_deals_in_category :val"]),
+        ("/deals?category=luxury", ["list_deals_by_id :many", "count_category_deals :val"]),
+        (
+            "/deals?category=luxury&is_available=true",
+            ["list_deals_by_id :many", "count_deals_in_category :val"],
+        ),
+        ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_deals_by_created_at :many"]),
         ("/hotels", ["list_hotels :many", "count_hotels :val"]),

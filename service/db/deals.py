@@ -36,6 +36,8 @@ LIST_ALL_DEALS_BY_ID = Many("list_all_deals_by_id")
 LIST_DEALS_IN_CITY_BY_ID = Many("list_deals_in_city_by_id")
 COUNT_ALL_DEALS = Value("count_all_deals")
 COUNT_DEALS_IN_CITY = Value("count_deals_in_city")
+COUNT_DEALS_IN_PRICE_RANGE = Value("count_deals_in_price_range")
+COUNT_CATEGORY_DEALS = Value("count_category_deals")
 COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
 
 
@@ -113,8 +115,9 @@ async def list_deals(
 
 
 async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """How many deals match: with no filter or a city alone (min_stars allowed), the
-    query of that shape; with a category, the one that starts from its links."""
+    """How many deals match: with no filter, a city alone (min_stars allowed), a price
+    range alone or a category alone, the query of that shape; else with a category,
+    the one that starts from its links."""
     if filters == NO_FILTERS:
         every: int = await COUNT_ALL_DEALS(conn)
         return every
@@ -123,6 +126,12 @@ async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
         # alike without switching the session's plan back and forth.
         in_city: int = await COUNT_DEALS_IN_CITY(conn, filters.city, filters.min_stars)
         return in_city
+    if filters == DealFilters(price_min=filters.price_min, price_max=filters.price_max):
+        in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, filters.price_min, filters.price_max)
+        return in_range
+    if filters == DealFilters(category=filters.category):
+        in_category: int = await COUNT_CATEGORY_DEALS(conn, filters.category)
+        return in_category
     query = COUNT_DEALS if filters.category is None else COUNT_DEALS_IN_CATEGORY
     count: int = await query(conn, *filters.args())
     return count
