@@ -156,7 +156,10 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "first page + count=estimated",
-            [("list_all_deals_by_id", (0, PAGE, 0)), ("EXPLAIN list_deals_by_id", ())],
+            [
+                ("list_all_deals_by_id", (0, PAGE, 0)),
+                ("EXPLAIN list_all_deals_by_id", (0, None, 0)),
+            ],
             plain_page(
                 "",
                 "d.id",
@@ -189,12 +192,16 @@ def service_script(answer: Answer) -> tuple[str, dict[str, str]]:
     defines = dict(answer.defines)
     for number, (name, values) in enumerate(answer.statements, start=1):
         if name.startswith("EXPLAIN "):
-            # count=estimated: EXPLAIN of list_deals_by_id with no filter and no limit
+            # count=estimated: EXPLAIN of the page query with no limit, values inlined
+            # (and its header line left out: pgbench would read `:many` as a variable)
             query = CATALOGUE[name.removeprefix("EXPLAIN ")]
-            # (its header line left out: pgbench would read `:many` in it as a variable)
             statement = query.sql.split("\n", 1)[1]
-            sql = re.sub(r"\$(\d+)::(\w+)", r"NULL::\2", statement)
-            sql = sql.replace("OFFSET NULL::bigint", "OFFSET 0")
+            inlined = ["NULL" if v is None else str(v) for v in values]
+
+            def inline(match: re.Match[str], inlined: list[str] = inlined) -> str:
+                return f"{inlined[int(match[1]) - 1]}::"
+
+            sql = re.sub(r"\$(\d+)::", inline, statement)
             lines.append(f"EXPLAIN (FORMAT JSON) {sql};")
             continue
         query = CATALOGUE[name]

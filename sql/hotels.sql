@@ -27,3 +27,17 @@ SELECT count(*)
 FROM hotels h
 WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8"))
                            = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8")))
+
+-- name: list_all_hotels :many
+-- GET /hotels with no city: a page of hotels by id; hotels_pkey.
+-- plan: generic (no filter to fold: the same plan for every page)
+SELECT h.id, h.name, h.city, h.country, h.phone, h.star_rating
+FROM hotels h
+ORDER BY h.id
+LIMIT $1::int OFFSET $2::bigint
+
+-- name: count_all_hotels :val
+-- GET /hotels?count=exact with no city: every hotel.
+-- plan: generic (no parameter: planned once per connection)
+SELECT count(*)
+FROM hotels h

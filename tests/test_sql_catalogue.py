@@ -162,6 +162,8 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
     "get_hotel": [(1,), (10**9,)],
     "list_hotels": [(None, 20, 0), ("paris", 20, 0)],
     "count_hotels": [(None,), ("paris",)],
+    "list_all_hotels": [(20, 0), (50, 100)],
+    "count_all_hotels": [()],
 }
 RUNS = 7  # more than the 5 custom plans PostgreSQL's auto mode would make first
 HELPERS: dict[str, Any] = {"one": sqlcat.One, "many": sqlcat.Many, "val": sqlcat.Value}

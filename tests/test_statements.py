@@ -110,7 +110,15 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
             ["list_deals_in_city_by_id :many", "count_deals_in_city :val"],
         ),
         ("/deals?count=none", ["list_all_deals_by_id :many"]),
-        ("/deals?count=estimated&sort=price", ["list_deals_by_price :many", "list_deals_by_id"]),
+        (
+            "/deals?count=estimated&sort=price",
+            ["list_deals_by_price :many", "list_all_deals_by_id"],
+        ),
+        (
+            "/deals?count=estimated&city=paris",
+            ["list_deals_in_city_by_id :many", "list_deals_by_id"],
+        ),
+        ("/deals?count=estimated", ["list_all_deals_by_id :many", "list_all_deals_by_id"]),
         (
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals :val"],
@@ -123,7 +131,8 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_deals_by_created_at :many"]),
-        ("/hotels", ["list_hotels :many", "count_hotels :val"]),
+        ("/hotels", ["list_all_hotels :many", "count_all_hotels :val"]),
+        ("/hotels?city=paris", ["list_hotels :many", "count_hotels :val"]),
     ],
 )
 async def test_statements_do_not_grow_with_page_size(

@@ -257,8 +257,10 @@ class _Statement:
     def __repr__(self) -> str:
         return f"<{self.name} :{self.kind}>"
 
-    async def _timed(self, conn: Connection, run: Callable[[], Awaitable[T]]) -> T:
-        if self.mode is not None and PLAN_SWITCHING:
+    async def _timed(
+        self, conn: Connection, run: Callable[[], Awaitable[T]], *, planned: bool = True
+    ) -> T:
+        if planned and self.mode is not None and PLAN_SWITCHING:
             await use_plan(conn, self.mode)
         if not QUERY_OBSERVERS:
             return await run()
@@ -298,8 +300,11 @@ class Many(_Statement):
 
     async def estimate(self, conn: Connection, *args: Any) -> int:
         """The planner's estimate of the rows it returns (EXPLAIN: nothing runs)."""
+        # EXPLAIN plans with the values whatever the session's plan_cache_mode: no switch
         plan = await self._timed(
-            conn, lambda: conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args)
+            conn,
+            lambda: conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args),
+            planned=False,
         )
         return int(msgspec.json.decode(plan)[0]["Plan"]["Plan Rows"])
 

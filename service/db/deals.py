@@ -138,5 +138,8 @@ async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
 
 
 async def estimate_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """The planner's estimate of count_deals: EXPLAIN of list_deals_by_id with no limit."""
+    """The planner's estimate of count_deals: EXPLAIN of the page query with no limit
+    (list_all_deals_by_id's is the quicker to plan when there is no filter)."""
+    if filters == NO_FILTERS:
+        return await LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
     return await LIST_DEALS["id"].estimate(conn, *filters.args(), None, None, 0)
