@@ -144,7 +144,7 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "keyset page by price (first)",
-            [("list_deals_by_price", (*NO_FILTERS, None, None, PAGE + 1, 0))],
+            [("list_all_deals_by_price", ("0", 0, PAGE + 1, 0))],
             plain_page("", "d.price_per_night, d.id", None, PAGE + 1),
         ),
         Answer(

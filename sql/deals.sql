@@ -123,6 +123,78 @@ WHERE d.id > $1::bigint
 ORDER BY d.id
 LIMIT $2::int OFFSET $3::bigint
 
+-- name: list_all_deals_by_price :many
+-- GET /deals?sort=price: cheapest first, after ($1, $2); (0, 0) from the start, no filter;
+-- deals_price_id_idx forwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.price_per_night, d.id) > ($1::numeric, $2::bigint)
+ORDER BY d.price_per_night, d.id
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_price_desc :many
+-- GET /deals?sort=-price: dearest first, before ($1, $2); ('Infinity', 0) from the start, no filter;
+-- deals_price_id_idx backwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.price_per_night, d.id) < ($1::numeric, $2::bigint)
+ORDER BY d.price_per_night DESC, d.id DESC
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_created_at :many
+-- GET /deals?sort=created_at: oldest first, after ($1, $2); ('-infinity', 0) from the start, no filter;
+-- deals_created_at_id_idx forwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.created_at, d.id) > ($1::timestamptz, $2::bigint)
+ORDER BY d.created_at, d.id
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_created_at_desc :many
+-- GET /deals?sort=-created_at: newest first, before ($1, $2); ('infinity', 0) from the start, no filter;
+-- deals_created_at_id_idx backwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.created_at, d.id) < ($1::timestamptz, $2::bigint)
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT $3::int OFFSET $4::bigint
+
 -- name: list_deals_in_city_by_id :many
 -- GET /deals?city=X[&min_stars=N] by id: for each hotel of the city, its first
 -- limit+skip deals after $3 by id (deals_hotel_id_id_idx), then the page of those.

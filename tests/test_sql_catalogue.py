@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,10 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
         for name, keyset in KEYSETS.items()
     },
     "list_all_deals_by_id": [(0, 20, 0), (15000, 21, 0), (0, 20, 400)],
+    "list_all_deals_by_price": [(Decimal(0), 0, 20, 0), (Decimal(500), 10, 21, 0)],
+    "list_all_deals_by_price_desc": [(Decimal(10) ** 8, 0, 20, 0), (Decimal(50), 7, 21, 40)],
+    "list_all_deals_by_created_at": [(datetime.min.replace(tzinfo=UTC), 0, 20, 0)],
+    "list_all_deals_by_created_at_desc": [(datetime.max.replace(tzinfo=UTC), 0, 20, 0)],
     "list_deals_in_city_by_id": [
         ("Paris", None, 0, 20, 0),
         ("nowhere", 3, 0, 20, 0),
@@ -289,3 +294,31 @@ async def test_a_count_shape_answers_as_the_general_count(
         assert count == await general(conn, *filters.args()), filters
         found.append(count > 0)
     assert found == [True, True, True, True, True, False]
+
+
+async def test_a_sort_with_no_filter_pages_as_the_general_query(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_all_deals_by_price (and -price, created_at, -created_at): the first page,
+    an offset page and the keyset page after a row, as the optional-filter query."""
+    sizes = []
+    for sort in ("price", "-price", "created_at", "-created_at"):
+        general = deals.LIST_DEALS[sort]
+        for skip in (0, 19_990):
+            page = await deals.list_deals(
+                conn, sort=sort, filters=deals.NO_FILTERS, key=None, last_id=None,
+                limit=21, skip=skip,
+            )  # fmt: skip
+            rows = await general(conn, *NO_FILTER, None, None, 21, skip)
+            assert page == [deal_from_row(row) for row in rows], (sort, skip)
+            sizes.append(len(page))
+        last = page[4]
+        key = last.price_per_night if "price" in sort else last.created_at
+        after = await deals.list_deals(
+            conn, sort=sort, filters=deals.NO_FILTERS, key=key, last_id=last.id,
+            limit=21, skip=0,
+        )  # fmt: skip
+        rows = await general(conn, *NO_FILTER, key, last.id, 21, 0)
+        assert after == [deal_from_row(row) for row in rows], sort
+        sizes.append(len(after))
+    assert sizes == [21, 10, 5] * 4

@@ -96,7 +96,14 @@ def test_every_kind_has_its_helper() -> None:
 
 
 # A filter shape's own query (`-- plan: generic`), chosen by service/db/deals.py.
-SHAPES = ["list_all_deals_by_id", "list_deals_in_city_by_id"]
+SHAPES = [
+    "list_all_deals_by_id",
+    "list_all_deals_by_price",
+    "list_all_deals_by_price_desc",
+    "list_all_deals_by_created_at",
+    "list_all_deals_by_created_at_desc",
+    "list_deals_in_city_by_id",
+]
 CITY_MATCH = (
     'lower(upper(normalize({alias}.city, NFC) COLLATE "pg_c_utf8"))'
     ' = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))'

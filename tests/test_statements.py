@@ -112,7 +112,7 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ("/deals?count=none", ["list_all_deals_by_id :many"]),
         (
             "/deals?count=estimated&sort=price",
-            ["list_deals_by_price :many", "list_all_deals_by_id"],
+            ["list_all_deals_by_price :many", "list_all_deals_by_id"],
         ),
         (
             "/deals?count=estimated&city=paris",
@@ -130,7 +130,7 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ),
         ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
-        ("/deals?cursor=&sort=created_at", ["list_deals_by_created_at :many"]),
+        ("/deals?cursor=&sort=created_at", ["list_all_deals_by_created_at :many"]),
         ("/hotels", ["list_all_hotels :many", "count_all_hotels :val"]),
         ("/hotels?city=paris", ["list_hotels :many", "count_hotels :val"]),
     ],

@@ -8,7 +8,7 @@ is joined and the category names aggregated in SQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -33,6 +33,13 @@ COUNT_DEALS = Value("count_deals")
 # Per filter shape, a query with unconditional predicates, whose one generic plan
 # serves every value (`-- plan: generic`); the general queries above are custom.
 LIST_ALL_DEALS_BY_ID = Many("list_all_deals_by_id")
+# sort -> (the query with no filter, the keyset it starts after: before every row)
+LIST_ALL_DEALS: dict[Sort, tuple[Many, Decimal | datetime]] = {
+    "price": (Many("list_all_deals_by_price"), Decimal(0)),
+    "-price": (Many("list_all_deals_by_price_desc"), Decimal(10) ** 8),  # > numeric(10,2)
+    "created_at": (Many("list_all_deals_by_created_at"), datetime.min.replace(tzinfo=UTC)),
+    "-created_at": (Many("list_all_deals_by_created_at_desc"), datetime.max.replace(tzinfo=UTC)),
+}
 LIST_DEALS_IN_CITY_BY_ID = Many("list_deals_in_city_by_id")
 COUNT_ALL_DEALS = Value("count_all_deals")
 COUNT_DEALS_IN_CITY = Value("count_deals_in_city")
@@ -104,6 +111,10 @@ async def list_deals(
     """
     if sort == "id" and filters == NO_FILTERS:
         rows = await LIST_ALL_DEALS_BY_ID(conn, last_id or 0, limit, skip)
+    elif filters == NO_FILTERS:
+        query, start = LIST_ALL_DEALS[sort]
+        after = (start, 0) if last_id is None else (key, last_id)
+        rows = await query(conn, *after, limit, skip)
     elif sort == "id" and city_only(filters):
         rows = await LIST_DEALS_IN_CITY_BY_ID(
             conn, filters.city, filters.min_stars, last_id or 0, limit, skip
