@@ -149,7 +149,7 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "hotels page + total",
-            [("list_hotels", (None, PAGE, 0)), ("count_hotels", (None,))],
+            [("list_all_hotels", (PAGE, 0)), ("count_all_hotels", ())],
             "SELECT json_build_object('items', COALESCE((SELECT json_agg(h) FROM ("
             "SELECT id, name, city, country, phone, star_rating FROM hotels ORDER BY id "
             f"LIMIT {PAGE}) h), '[]'::json), 'total', (SELECT count(*) FROM hotels));\n",
