@@ -2,14 +2,18 @@
 
 On the 50,000-deal data set, for each endpoint: pgbench runs the SQL the API
 sends for it (the named queries of the catalogue with the values the API
-binds, -M prepared, plan_cache_mode=force_custom_plan like the pool), then
-wrk loads `deals serve` with the same concurrency for as long. One run, one
-machine: wrk, the service and PostgreSQL share its cores, so the ratio
-API req/s / pgbench tps is what is judged, not the absolute numbers.
+binds, -M prepared, in the plan_cache_mode each query's `-- plan:` line gives
+it, as the pool runs them) and the plain query for the same answer
+(bench/bench_sql.py); then wrk loads `deals serve` with the same concurrency
+for as long, and GET /health, one trivial statement, as the framework's own
+ceiling. One run, one machine: wrk, the service and PostgreSQL share its
+cores, so ratios within the run are what is judged, not absolute numbers.
 
-Goals (issue 4): GET /deals/{id} >= 0.12x pgbench, the city list >= 0.3x,
-the default list (page + exact total) >= 0.5x, stats in real time >= 0.8x and
-with the cache on >= 20x its real-time rate; p99 <= 5x p50 everywhere.
+Goals (issue 16, one worker): GET /deals/{id} >= 0.7x /health's req/s; with
+--against the branch's start, the first page with its total and the city
+page >= 1.3x that commit's req/s in the same run; p99 <= 5x p50 everywhere.
+(Issue 4's ratios to pgbench are printed too: detail >= 0.12, city >= 0.3,
+default list >= 0.5, stats >= 0.8, stats cached >= 20x real time.)
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import argparse
 import re
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench import ROOT
+from bench.bench_sql import answers, mode_of, service_script
 from bench.common import (
     OUT,
     LoadResult,
@@ -34,15 +38,14 @@ from bench.common import (
     run_pgbench,
     run_wrk,
 )
-from service.db.catalogue import CATALOGUE
+from service import migrate
 
-RANDOM_ID = object()  # stands for the random deal id, drawn per request
-NO_FILTERS: tuple[Any, ...] = (None,) * 6
 PAGE = 20
 CITY = "Paris"
 MAX_P99_OVER_P50 = 5.0
 CACHED_OVER_REAL_TIME = 20.0
-CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
+DETAIL_OVER_HEALTH = 0.7
+FASTER_THAN_BEFORE = 1.3
 LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 
 
@@ -50,74 +53,39 @@ LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 class Endpoint:
     name: str
     path: str  # for wrk; {id} is drawn by bench/random_deal.lua
-    statements: Sequence[tuple[str, tuple[Any, ...]]]  # (named query, the API's values)
-    goal: float  # API req/s over pgbench tps
+    answer: str  # bench_sql's answer: the service's statements and the plain query
+    goal: float  # API req/s over pgbench tps (issue 4)
+    faster: float = 0.0  # with --against: req/s over that commit's, at least (issue 16)
 
 
 ENDPOINTS = [
-    Endpoint(
-        "GET /deals/{id}",
-        "/deals/{id}",
-        [("get_deal", (RANDOM_ID,))],
-        0.12,
-    ),
+    Endpoint("GET /deals/{id}", "/deals/{id}", "detail GET /deals/{id}", 0.12),
     Endpoint(
         f"GET /deals?city={CITY}&min_stars=3",
         f"/deals?city={CITY}&min_stars=3",
-        [
-            ("list_deals_by_id", (CITY, 3, None, None, None, None, None, PAGE, 0)),
-            ("count_deals", (CITY, 3, None, None, None, None)),
-        ],
+        "city page + total (Paris, 3+ stars)",
         0.3,
+        FASTER_THAN_BEFORE,
     ),
     Endpoint(
         "GET /deals?limit=20",
         f"/deals?limit={PAGE}",
-        [("list_deals_by_id", (*NO_FILTERS, None, PAGE, 0)), ("count_deals", NO_FILTERS)],
+        "first page + exact total",
         0.5,
+        FASTER_THAN_BEFORE,
     ),
-    Endpoint(
-        "GET /deals/stats",
-        "/deals/stats",
-        [("deal_stats_by_city", (None,) * 5)],
-        0.8,
-    ),
+    Endpoint("GET /deals/stats", "/deals/stats", "stats", 0.8),
 ]
-
-
-def pgbench_script(endpoint: Endpoint, rows: int) -> tuple[str, dict[str, str]]:
-    """The endpoint's statements as a pgbench script (one transaction) and its -D values.
-
-    Each $n becomes a pgbench variable bound as a parameter (-M prepared), or
-    NULL where the API binds None: with custom plans both fold the same way.
-    """
-    lines: list[str] = []
-    defines: dict[str, str] = {}
-    for number, (name, values) in enumerate(endpoint.statements, start=1):
-        query = CATALOGUE[name]
-        assert len(values) == query.params, name
-
-        def bind(match: re.Match[str], number: int = number, values: Any = values) -> str:
-            value = values[int(match[1]) - 1]
-            if value is RANDOM_ID:
-                return ":id"
-            if value is None:
-                return "NULL"
-            variable = f"s{number}p{match[1]}"
-            defines[variable] = str(value)
-            return f":{variable}"
-
-        lines.append(re.sub(r"\$(\d+)", bind, query.sql) + ";")
-    if any(v is RANDOM_ID for _, values in endpoint.statements for v in values):
-        lines.insert(0, f"\\set id random(1, {rows})")
-    return "\n".join(lines) + "\n", defines
 
 
 @dataclass
 class Measured:
     endpoint: Endpoint
     pgbench: LoadResult
+    plain: LoadResult
     api: LoadResult
+    before: LoadResult | None = None  # --against's commit, same run
+    health: LoadResult | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -125,12 +93,25 @@ class Measured:
         return self.api.requests_per_s / self.pgbench.requests_per_s
 
     @property
+    def over_health(self) -> float:
+        return self.api.requests_per_s / self.health.requests_per_s if self.health else 0.0
+
+    @property
+    def over_before(self) -> float:
+        return self.api.requests_per_s / self.before.requests_per_s if self.before else 0.0
+
+    @property
     def passed(self) -> bool:
-        return (
+        ok = (
             self.ratio >= self.endpoint.goal
             and self.api.p99_over_p50 <= MAX_P99_OVER_P50
             and clean(self.api)
         )
+        if self.endpoint.path == "/deals/{id}" and self.health is not None:
+            ok &= self.over_health >= DETAIL_OVER_HEALTH
+        if self.endpoint.faster and self.before is not None:
+            ok &= self.over_before >= self.endpoint.faster
+        return ok
 
 
 def clean(result: LoadResult) -> bool:
@@ -159,26 +140,27 @@ def load_api(base: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadRes
     )
 
 
-def load_pgbench(url: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadResult:
-    script, defines = pgbench_script(endpoint, args.rows)
+def load_pgbench(
+    url: str, endpoint: Endpoint, args: argparse.Namespace
+) -> tuple[LoadResult, LoadResult]:
+    """pgbench of the service's statements (in their plan mode), then of the plain query."""
+    answer = next(a for a in answers(args.rows) if a.label == endpoint.answer)
+    script, defines = service_script(answer)
     (OUT / f"pgbench-{endpoint.path.strip('/').replace('/', '-')[:40]}.sql").write_text(script)
-    if args.warmup:
-        run_pgbench(
-            url,
-            script,
-            clients=args.connections,
-            seconds=args.warmup,
-            defines=defines,
-            options=CUSTOM_PLANS,
-        )
-    return run_pgbench(
-        url,
-        script,
-        clients=args.connections,
-        seconds=args.seconds,
-        defines=defines,
-        options=CUSTOM_PLANS,
-    )
+    runs = [
+        (script, defines, f"-c plan_cache_mode={mode_of(answer.statements)}"),
+        (answer.plain_script(), answer.defines, ""),
+    ]
+    results = []
+    for text, values, options in runs:
+        for seconds in (args.warmup, args.seconds):
+            if seconds:
+                result = run_pgbench(
+                    url, text, clients=args.connections, seconds=seconds,
+                    defines=values, options=options,
+                )  # fmt: skip
+        results.append(result)
+    return results[0], results[1]
 
 
 def server_env(args: argparse.Namespace, stats_cache_seconds: float) -> dict[str, str]:
@@ -194,20 +176,36 @@ def fmt(result: LoadResult) -> str:
     return f"{result.p50_ms:7.2f} {result.p99_ms:8.2f} {result.p99_over_p50:8.1f}"
 
 
-def report(measured: list[Measured], cached: LoadResult | None) -> bool:
+def report(measured: list[Measured], cached: LoadResult | None, against: str | None) -> bool:
     print(
-        f"\n{'endpoint':<34} {'API req/s':>10} {'pgbench tps':>12} {'ratio':>6} {'goal':>6} "
-        f"{'p50 ms':>7} {'p99 ms':>8} {'p99/p50':>8}  verdict"
+        f"\n{'endpoint':<34} {'API req/s':>10} {'service tps':>12} {'plain tps':>10} "
+        f"{'/health':>8} {'before':>7} {'p50 ms':>7} {'p99 ms':>8} {'p99/p50':>8}  verdict"
     )
     ok = True
     for m in measured:
         ok &= m.passed
+        health = f"{m.over_health:>7.2f}x" if m.health else f"{'':>8}"
+        before = f"{m.over_before:>6.2f}x" if m.before else f"{'':>7}"
         print(
             f"{m.endpoint.name:<34} {m.api.requests_per_s:>10.0f} "
-            f"{m.pgbench.requests_per_s:>12.0f} {m.ratio:>6.2f} {m.endpoint.goal:>6.2f} "
-            f"{fmt(m.api)}  {'PASS' if m.passed else 'FAIL'}"
+            f"{m.pgbench.requests_per_s:>12.0f} {m.plain.requests_per_s:>10.0f} "
+            f"{health} {before} {fmt(m.api)}  {'PASS' if m.passed else 'FAIL'}"
             + ("" if clean(m.api) else f"  non-2xx {m.api.non_2xx} errors {m.api.socket_errors}")
         )
+        if m.before is not None:
+            print(f"{'  ' + str(against):<34} {m.before.requests_per_s:>10.0f} "
+                  f"{'':>12} {'':>10} {'':>8} {'':>7} {fmt(m.before)}")  # fmt: skip
+    ceiling = next((m.health for m in measured if m.health), None)
+    if ceiling is not None:
+        print(f"{'GET /health (the ceiling)':<34} {ceiling.requests_per_s:>10.0f} "
+              f"{'':>12} {'':>10} {'':>8} {'':>7} {fmt(ceiling)}")  # fmt: skip
+    print(
+        f"\ngoals: detail >= {DETAIL_OVER_HEALTH}x /health; with --against, the city page and "
+        f"the first page >= {FASTER_THAN_BEFORE}x before; API/service tps >= issue 4's goal; "
+        f"p99/p50 <= {MAX_P99_OVER_P50}"
+    )
+    for m in measured:
+        print(f"  {m.endpoint.name:<34} API/service tps {m.ratio:5.2f} (goal {m.endpoint.goal})")
     real_time = next((m for m in measured if m.endpoint.path == "/deals/stats"), None)
     if cached is not None and real_time is not None:
         ratio = cached.requests_per_s / real_time.api.requests_per_s
@@ -220,9 +218,9 @@ def report(measured: list[Measured], cached: LoadResult | None) -> bool:
             f"{'(real time)':>12} {ratio:>6.1f} {CACHED_OVER_REAL_TIME:>6.1f} "
             f"{fmt(cached)}  {'PASS' if passed else 'FAIL'}"
         )
-    print("\npgbench (same SQL, same concurrency): p50/p99 ms per transaction")
+    print("\npgbench (same SQL, same concurrency): p50/p99 ms per transaction, service | plain")
     for m in measured:
-        print(f"  {m.endpoint.name:<34} {fmt(m.pgbench)}")
+        print(f"  {m.endpoint.name:<34} {fmt(m.pgbench)} | {fmt(m.plain)}")
     print(f"\n{'all PASS' if ok else 'some FAIL'}")
     return ok
 
@@ -328,21 +326,34 @@ def main() -> None:
         + (f"; env {' '.join(args.env)}" if args.env else "")
     )
     measured: list[Measured] = []
+    migrate.apply(url)  # a bench database built before the newest migration
     with servers(url, args, 0) as bases:
+        health = run_wrk(f"{bases[0][1]}/health", connections=args.connections,
+                         seconds=args.seconds)  # fmt: skip
+        print(f"{'GET /health':<34} {'this tree':<12} API {health.requests_per_s:8.0f} req/s "
+              f"p50 {health.p50_ms:6.2f} p99 {health.p99_ms:7.2f}", flush=True)  # fmt: skip
         for endpoint in chosen:
-            database = load_pgbench(url, endpoint, args)
+            database, plain = load_pgbench(url, endpoint, args)
             for _ in range(args.rounds):
+                found: dict[str, LoadResult] = {}
                 for label, base in bases:
-                    api = load_api(base, endpoint, args)
-                    if label == "this tree":
-                        measured.append(Measured(endpoint, database, api))
+                    api = found[label] = load_api(base, endpoint, args)
                     print(
                         f"{endpoint.name:<34} {label:<12} API {api.requests_per_s:8.0f} req/s "
-                        f"p50 {api.p50_ms:6.2f} p99 {api.p99_ms:7.2f}   pgbench "
-                        f"{database.requests_per_s:8.0f} tps = "
-                        f"{api.requests_per_s / database.requests_per_s:5.2f}x",
+                        f"p50 {api.p50_ms:6.2f} p99 {api.p99_ms:7.2f}   service "
+                        f"{database.requests_per_s:8.0f} tps, plain {plain.requests_per_s:8.0f}",
                         flush=True,
                     )
+                measured.append(
+                    Measured(
+                        endpoint,
+                        database,
+                        plain,
+                        found["this tree"],
+                        before=found.get(args.against) if args.against else None,
+                        health=health,
+                    )
+                )
     cached = None
     if not args.no_cache_run and any(e.path == "/deals/stats" for e in chosen):
         with servers(url, args, 60) as bases:
@@ -351,7 +362,7 @@ def main() -> None:
                 cached = api if label == "this tree" else cached
                 print(f"{'GET /deals/stats (cache on)':<34} {label:<12} API "
                       f"{api.requests_per_s:8.0f} req/s", flush=True)  # fmt: skip
-    ok = report(measured, cached)
+    ok = report(measured, cached, args.against)
     raise SystemExit(0 if ok else 1)
 
 

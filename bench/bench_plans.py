@@ -2,9 +2,9 @@
 
 For each list query shape (no filter, each filter, each sort, keyset pages)
 and each stats shape, EXPLAIN (ANALYZE, BUFFERS) of the named query from the
-catalogue, with the parameters the API binds for that request, on a
-connection set up like the pool's (plan_cache_mode=force_custom_plan, so each
-plan sees the values). Then a PASS/FAIL table:
+catalogue, with the parameters the API binds for that request, as the pool
+plans it: a `-- plan: generic` query's generic plan, the others' custom plan
+(each sees its values). Then a PASS/FAIL table:
 
 - the city filter, the price range and keyset pages scan no deals sequentially;
 - a keyset page at the end of the table costs at most 1.5x the first page
@@ -89,6 +89,28 @@ def list_shapes() -> list[Shape]:
 
     by_id = "list_deals_by_id"
     return [
+        # The filter shapes with a query of their own (service/db/deals.py), generic plans:
+        Shape("GET /deals (its own query)", "list_all_deals_by_id", (0, PAGE, 0)),
+        Shape("GET /deals (total, deal_totals)", "count_deals_from_totals", (None, None, None)),
+        Shape(
+            "GET /deals?city=Paris&min_stars=3 (its own query)",
+            "list_deals_in_city_by_id",
+            ("Paris", 3, 0, PAGE, 0),
+            no_seq_scan=True,
+        ),
+        Shape(
+            "GET /deals?city=Paris&min_stars=3 (total, deal_totals)",
+            "count_deals_from_totals",
+            ("Paris", 3, None),
+            no_seq_scan=True,
+        ),
+        Shape(
+            "GET /deals?price_min=100&price_max=150 (total, own)",
+            "count_deals_in_price_range",
+            (Decimal(100), Decimal(150)),
+            no_seq_scan=True,
+        ),
+        # The general optional-filter queries, custom plans:
         *offset_page("GET /deals", by_id, NO_FILTERS),
         *offset_page("GET /deals?city=Paris", by_id, filters(city="Paris"), no_seq_scan=True),
         *offset_page(
@@ -183,9 +205,29 @@ async def depth_shapes(conn: asyncpg.Connection[asyncpg.Record]) -> list[Depth]:
     return depths
 
 
+def literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str | datetime):
+        return "'" + str(value).replace("'", "''") + "'"
+    return str(value)
+
+
 async def explain(conn: asyncpg.Connection[asyncpg.Record], shape: Shape) -> None:
-    sql = CATALOGUE[shape.query].sql
-    rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *shape.args)
+    """EXPLAIN ANALYZE of the plan the pool runs: a `-- plan: generic` query's generic
+    plan (PREPAREd, EXECUTEd under force_generic_plan), else the custom plan."""
+    query = CATALOGUE[shape.query]
+    if query.plan == "generic" and query.params:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE bench_plan AS {query.sql}")
+        try:
+            values = ", ".join(literal(v) for v in shape.args)
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_plan({values})")
+        finally:
+            await conn.execute("DEALLOCATE bench_plan")
+            await conn.execute("SET plan_cache_mode = force_custom_plan")
+    else:
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {query.sql}", *shape.args)
     shape.plan = [row[0] for row in rows]
 
 

@@ -5,9 +5,9 @@
 -- The list queries share the filters $1-$6:
 --   $1 city (hotels_city_folded_idx; how it matches: below), $2 min_stars,
 --   $3 price_min, $4 price_max (deals_price_id_idx), $5 category name,
---   $6 is_available; NULL means "no filter". The pool plans every execution
---   with its values (plan_cache_mode=force_custom_plan), so an absent filter
---   folds away and a present one can use its index.
+--   $6 is_available; NULL means "no filter". These queries are planned with
+--   their values on every run (`-- plan: custom`, service/db/catalogue.py), so
+--   an absent filter folds away and a present one can use its index.
 -- One query per sort, so each is served by its own index; the keyset
 -- condition (after the cursor's row) and OFFSET are both NULL/0 when unused.
 -- Each query stays whole so that it pastes into psql as it is; the deal
@@ -40,6 +40,7 @@
 
 -- name: get_deal :one
 -- GET /deals/{id}: one deal with its hotel and category names; deals_pkey.
+-- plan: generic (one primary-key probe whatever the id)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -55,6 +56,7 @@ WHERE d.id = $1::bigint
 -- name: find_deal_by_upstream_id :one
 -- GET /deals?deal_id=N: the deal with this upstream id, when it also passes
 -- the filters $1-$6; deals_deal_id_key. A page of zero or one item.
+-- plan: generic (one deals_deal_id_key probe; the filters only test that row)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -79,6 +81,7 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 -- name: list_deals_by_id :many
 -- GET /deals (default sort): a page by id, offset or keyset after $7; deals_pkey.
 -- Also EXPLAINed with $8 (limit) NULL for count=estimated.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -102,9 +105,129 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 ORDER BY d.id
 LIMIT $8::int OFFSET $9::bigint
 
+-- name: list_all_deals_by_id :many
+-- GET /deals with no filter (default sort): a page by id after $1 (0: from the
+-- start); deals_pkey in order, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id > $1::bigint
+ORDER BY d.id
+LIMIT $2::int OFFSET $3::bigint
+
+-- name: list_all_deals_by_price :many
+-- GET /deals?sort=price: cheapest first, after ($1, $2); (0, 0) from the start, no filter;
+-- deals_price_id_idx forwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.price_per_night, d.id) > ($1::numeric, $2::bigint)
+ORDER BY d.price_per_night, d.id
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_price_desc :many
+-- GET /deals?sort=-price: dearest first, before ($1, $2); ('Infinity', 0) from the start, no filter;
+-- deals_price_id_idx backwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.price_per_night, d.id) < ($1::numeric, $2::bigint)
+ORDER BY d.price_per_night DESC, d.id DESC
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_created_at :many
+-- GET /deals?sort=created_at: oldest first, after ($1, $2); ('-infinity', 0) from the start, no filter;
+-- deals_created_at_id_idx forwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.created_at, d.id) > ($1::timestamptz, $2::bigint)
+ORDER BY d.created_at, d.id
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_all_deals_by_created_at_desc :many
+-- GET /deals?sort=-created_at: newest first, before ($1, $2); ('infinity', 0) from the start, no filter;
+-- deals_created_at_id_idx backwards, the same plan whatever the values.
+-- plan: generic (no filter to fold; a generic plan is costed for LIMIT 10%: same plan)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (d.created_at, d.id) < ($1::timestamptz, $2::bigint)
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT $3::int OFFSET $4::bigint
+
+-- name: list_deals_in_city_by_id :many
+-- GET /deals?city=X[&min_stars=N] by id: for each hotel of the city, its first
+-- limit+skip deals after $3 by id (deals_hotel_id_id_idx), then the page of those.
+-- plan: generic (hotels x (limit + skip) index entries, for a big city or a rare one)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id = ANY (ARRAY(
+        SELECT p.id
+        FROM hotels ch
+        CROSS JOIN LATERAL (
+            SELECT cd.id FROM deals cd
+            WHERE cd.hotel_id = ch.id AND cd.id > $3::bigint
+            ORDER BY cd.id
+            LIMIT $4::int + $5::bigint) p
+        WHERE lower(upper(normalize(ch.city, NFC) COLLATE "pg_c_utf8"))
+              = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
+          AND ($2::int IS NULL OR ch.star_rating >= $2::int)
+        ORDER BY p.id
+        LIMIT $4::int OFFSET $5::bigint))
+ORDER BY d.id
+
 -- name: list_deals_by_price :many
 -- GET /deals?sort=price: cheapest first, id breaks ties; keyset after ($7, $8).
 -- Served by deals_price_id_idx (price_per_night, id), forwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -131,6 +254,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_price_desc :many
 -- GET /deals?sort=-price: dearest first, id breaks ties; keyset before ($7, $8).
 -- Served by deals_price_id_idx (price_per_night, id), backwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -157,6 +281,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_created_at :many
 -- GET /deals?sort=created_at: oldest first, id breaks ties; keyset after ($7, $8).
 -- Served by deals_created_at_id_idx (created_at, id), forwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -183,6 +308,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- name: list_deals_by_created_at_desc :many
 -- GET /deals?sort=-created_at: newest first, id breaks ties; keyset before ($7, $8).
 -- Served by deals_created_at_id_idx (created_at, id), backwards.
+-- plan: custom (absent filters fold away, a given one picks its index; LIMIT $n)
 SELECT d.id, d.deal_id,
        h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
        h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
@@ -210,6 +336,7 @@ LIMIT $9::int OFFSET $10::bigint
 -- GET /deals?count=exact: how many deals match the filters $1-$6.
 -- LEFT JOIN: with no hotel filter the planner drops the join (hotel_id is a
 -- NOT NULL foreign key); EXISTS lets it hash the category's deals once.
+-- plan: custom (absent filters fold away, a given one picks its index)
 SELECT count(*)
 FROM deals d
 LEFT JOIN hotels h ON h.id = d.hotel_id
@@ -227,6 +354,7 @@ WHERE ($1::text IS NULL OR lower(upper(normalize(h.city, NFC) COLLATE "pg_c_utf8
 -- count_deals when $5 (category) is given: a hash join over the category's links
 -- (deal_categories_category_id_idx); count_deals' EXISTS probes every deal once
 -- the category's deals outgrow work_mem (2.1 s at a million deals, this 0.4 s).
+-- plan: custom (absent filters fold away, a given one picks its index)
 SELECT count(*)
 FROM deal_categories dc
 JOIN deals d ON d.id = dc.deal_id
@@ -238,3 +366,20 @@ WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($5::t
   AND ($3::numeric IS NULL OR d.price_per_night >= $3::numeric)
   AND ($4::numeric IS NULL OR d.price_per_night <= $4::numeric)
   AND ($6::bool IS NULL OR d.is_available = $6::bool)
+
+-- name: count_deals_in_price_range :val
+-- GET /deals?price_min=A&price_max=B&count=exact, no other filter: an index-only
+-- scan of deals_price_id_idx (count_deals reads the heap: its removed join needs hotel_id).
+-- plan: custom (a missing bound folds away; a wide range may read the table instead)
+SELECT count(*)
+FROM deals d
+WHERE ($1::numeric IS NULL OR d.price_per_night >= $1::numeric)
+  AND ($2::numeric IS NULL OR d.price_per_night <= $2::numeric)
+
+-- name: count_category_deals :val
+-- GET /deals?category=X&count=exact, no other filter: the category's links alone
+-- (deal_categories_category_id_idx, index-only); every link's deal exists (foreign key).
+-- plan: custom (the page query beside it is custom: one mode per answer; same plan for all)
+SELECT count(*)
+FROM deal_categories dc
+WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($1::text))

@@ -33,6 +33,7 @@ ORDER BY deal_count DESC, h.city
 -- GET /deals/stats filtered by at most $1 min_stars and $2 is_available: deal_stats_by_city's
 -- answer from deal_totals (a row or a few per hotel) joined to hotels; avg(x) is sum(x)/count,
 -- the same numeric division, so the same rounding. Cities left with no deal are left out.
+-- plan: any (a few rows per hotel: every plan is cheap, so no plan switch for it)
 SELECT h.city,
        round(sum(t.price_sum) / sum(t.deal_count), 2) AS avg_price,
        sum(t.deal_count)::bigint AS deal_count
@@ -48,6 +49,7 @@ ORDER BY deal_count DESC, h.city
 -- GET /deals?count=exact filtered by at most $1 city, $2 min_stars and $3 is_available:
 -- count_deals' answer from deal_totals. With no city or min_stars the planner drops
 -- the join (LEFT JOIN on hotels' primary key) and sums deal_totals alone.
+-- plan: any (a few rows per hotel: every plan is cheap, so no plan switch for it)
 SELECT coalesce(sum(t.deal_count), 0)::bigint
 FROM deal_totals t
 LEFT JOIN hotels h ON h.id = t.hotel_id

@@ -140,6 +140,10 @@ STARS = [stars for stars, weight in enumerate(STAR_WEIGHTS, start=1) for _ in ra
 MIN_STARS = re.compile(r"h\.star_rating >= \$(\d+)::int")
 LIMIT = re.compile(r"LIMIT \$(\d+)::int")
 UPSTREAM_ID = re.compile(r"d\.deal_id = \$(\d+)::bigint")
+# A filter shape's query (sql/deals.sql) takes a city, not NULL, and a keyset id to start after.
+REQUIRED: dict[str, dict[int, object]] = {
+    "list_deals_in_city_by_id": {1: "City 1", 3: 0},
+}
 
 
 async def test_no_min_stars_query_uses_the_star_rating_index(empty_db: str, tmp_path: Path) -> None:
@@ -194,6 +198,8 @@ async def test_no_min_stars_query_uses_the_star_rating_index(empty_db: str, tmp_
                 upstream = UPSTREAM_ID.search(query.sql)
                 if upstream:  # NULL would fold the plan away: look up a real one
                     args[int(upstream.group(1)) - 1] = 1
+                for number, value in REQUIRED.get(name, {}).items():
+                    args[number - 1] = value
                 rows = await conn.fetch(f"EXPLAIN {query.sql}", *args)
                 plan = "\n".join(row[0] for row in rows)
                 assert "hotels h" in plan, (name, plan)

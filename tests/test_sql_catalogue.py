@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from service.db import catalogue as sqlcat
+from service.db import deals
 from service.db import load as load_sql
+from service.db.pool import Database
+from service.db.rows import deal_from_row
+from tests.conftest import settings_for
+
+SEED = Path(__file__).parent.parent / "bench" / "seed.sql"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -78,3 +87,240 @@ async def test_pg_stat_statements_names_the_query(
         "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     assert len(texts) == 1
+
+
+def test_plan_line_is_parsed_and_kept_in_the_doc(tmp_path: Path) -> None:
+    text = "-- name: q :one\n-- Serves GET /q.\n-- plan: generic (a key probe)\nSELECT $1::int\n"
+    query = sqlcat.load(write(tmp_path, text))["q"]
+    assert query.plan == "generic"
+    assert query.doc == "Serves GET /q.\nplan: generic (a key probe)"
+    assert sqlcat.load(write(tmp_path, "-- name: q :one\nSELECT $1::int\n"))["q"].plan is None
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("-- plan: generik\n", "query q has plan: generik; expected plan: generic, custom or any"),
+        ("-- plan:\n", "query q has plan: ; expected plan: generic, custom or any"),
+        ("-- plan: custom\n-- plan: generic\n", "query q has two plan lines"),
+    ],
+)
+def test_a_wrong_plan_line_fails(tmp_path: Path, lines: str, message: str) -> None:
+    with pytest.raises(sqlcat.CatalogueError) as caught:
+        sqlcat.load(write(tmp_path, f"-- name: q :one\n{lines}SELECT $1::int\n"))
+    assert str(caught.value) == f"x.sql:1: {message}"
+
+
+def test_the_read_queries_declare_their_plan() -> None:
+    undeclared = [
+        q.name for q in sqlcat.CATALOGUE.values() if q.file in PLANNED_FILES and q.plan is None
+    ]
+    assert undeclared == []
+    planned = {q.name for q in sqlcat.CATALOGUE.values() if q.plan not in (None, "any")}
+    assert planned == set(PLAN_RUNS)
+
+
+PLANNED_FILES = {"deals.sql", "hotels.sql"}
+NO_FILTER: tuple[None, ...] = (None,) * 6
+KEYSETS = {
+    "list_deals_by_id": (None,),
+    "list_deals_by_price": (None, None),
+    "list_deals_by_price_desc": (None, None),
+    "list_deals_by_created_at": (None, None),
+    "list_deals_by_created_at_desc": (None, None),
+}
+# Each query with a `-- plan:` line and argument sets the API binds for it.
+PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
+    "get_deal": [(1,), (2,), (10**9,)],
+    "find_deal_by_upstream_id": [(*NO_FILTER, 1), ("Paris", 3, None, None, "luxury", True, 2)],
+    **{
+        name: [
+            (*NO_FILTER, *keyset, 20, 0),
+            ("paris", 3, None, None, None, None, *keyset, 20, 0),
+            (None, None, Decimal(100), Decimal(150), None, True, *keyset, 5, 0),
+            (None, None, None, None, "luxury", None, *keyset, 20, 40),
+        ]
+        for name, keyset in KEYSETS.items()
+    },
+    "list_all_deals_by_id": [(0, 20, 0), (15000, 21, 0), (0, 20, 400)],
+    "list_all_deals_by_price": [(Decimal(0), 0, 20, 0), (Decimal(500), 10, 21, 0)],
+    "list_all_deals_by_price_desc": [(Decimal(10) ** 8, 0, 20, 0), (Decimal(50), 7, 21, 40)],
+    "list_all_deals_by_created_at": [(datetime.min.replace(tzinfo=UTC), 0, 20, 0)],
+    "list_all_deals_by_created_at_desc": [(datetime.max.replace(tzinfo=UTC), 0, 20, 0)],
+    "list_deals_in_city_by_id": [
+        ("Paris", None, 0, 20, 0),
+        ("nowhere", 3, 0, 20, 0),
+        ("LYON", 5, 1000, 21, 0),
+    ],
+    "count_deals": [
+        NO_FILTER,
+        ("paris", 3, None, None, None, None),
+        (None, None, Decimal(100), Decimal(150), None, None),
+    ],
+    "count_deals_in_category": [
+        (None, None, None, None, "luxury", None),
+        ("paris", None, None, None, "family", True),
+    ],
+    "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (None, Decimal(40))],
+    "count_category_deals": [("luxury",), ("Budget",), ("nothing",)],
+    "get_hotel": [(1,), (10**9,)],
+    "list_hotels": [(None, 20, 0), ("paris", 20, 0)],
+    "count_hotels": [(None,), ("paris",)],
+    "list_all_hotels": [(20, 0), (50, 100)],
+    "count_all_hotels": [()],
+}
+RUNS = 7  # more than the 5 custom plans PostgreSQL's auto mode would make first
+HELPERS: dict[str, Any] = {"one": sqlcat.One, "many": sqlcat.Many, "val": sqlcat.Value}
+
+
+@pytest.fixture
+async def bench_rows(conn: asyncpg.Connection[asyncpg.Record]) -> int:
+    """bench/seed.sql's 150 hotels and 20,000 deals in this test's database."""
+    await conn.execute("SELECT set_config('bench.rows', '20000', false)")
+    async with conn.transaction():
+        await conn.execute(SEED.read_text())
+    await conn.execute("VACUUM ANALYZE")
+    return 20_000
+
+
+async def test_postgresql_plans_each_query_as_its_plan_line_says(
+    bench_rows: int, database_url: str
+) -> None:
+    """Run through its helper on a pool connection, a `generic` query gets a generic
+    plan every time (so it is planned once), a `custom` one a custom plan every time."""
+    database = Database(settings_for(database_url))
+    await database.open()
+    found: dict[str, tuple[str, int, int]] = {}
+    try:
+        async with database.connection() as pooled:
+            for name, runs in PLAN_RUNS.items():
+                query = sqlcat.CATALOGUE[name]
+                helper = HELPERS[query.kind](name)
+                for args in runs:
+                    for _ in range(RUNS):
+                        await helper(pooled, *args)
+                row = await pooled.fetchrow(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE statement = $1",
+                    query.sql,
+                )
+                assert row is not None, name
+                found[name] = (str(query.plan), row["generic_plans"], row["custom_plans"])
+    finally:
+        await database.close()
+    expected = {
+        name: (plan, total, 0) if plan == "generic" else (plan, 0, total)
+        for name, (plan, _, _) in found.items()
+        for total in [RUNS * len(PLAN_RUNS[name])]
+    }
+    assert found == expected
+
+
+async def test_a_session_is_switched_only_when_the_plan_changes(
+    conn: asyncpg.Connection[asyncpg.Record],
+) -> None:
+    """One SET per change of plan, none inside a transaction, and none for a query
+    whose plan the session already has."""
+    await conn.execute("SET plan_cache_mode = force_custom_plan")  # as the pool starts it
+    sent: list[str] = []
+    conn.add_query_logger(lambda record: sent.append(record.query.split("\n")[-1]))
+    get_deal, count = sqlcat.One("get_deal"), sqlcat.Value("count_deals")
+    totals = sqlcat.Value("count_deals_from_totals")  # plan: any, in either mode
+    await totals(conn, None, None, None)
+    await get_deal(conn, 1)
+    await get_deal(conn, 2)
+    await totals(conn, "Paris", 3, None)
+    await count(conn, *NO_FILTER)
+    async with conn.transaction():
+        await get_deal(conn, 3)  # stays custom: a rollback would undo a SET
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    await count(conn, *NO_FILTER)
+    sets = [line for line in sent if line.startswith("SET plan_cache_mode")]
+    assert sets == [
+        "SET plan_cache_mode = force_generic_plan",
+        "SET plan_cache_mode = force_custom_plan",
+    ]
+    assert sqlcat.session_mode(conn) == "force_custom_plan"
+
+
+SHAPE_CASES: list[tuple[str | None, int | None, int | None, int, int, int]] = [
+    # city, min_stars, last_id, limit, skip, rows on the page
+    (None, None, None, 20, 0, 20),
+    (None, None, 19_990, 21, 0, 10),
+    (None, None, None, 50, 19_980, 20),
+    ("Paris", None, None, 20, 0, 20),
+    ("paris", 3, None, 21, 0, 21),
+    ("PARIS", 5, 7_000, 100, 0, 84),
+    ("Lyon", None, None, 20, 300, 20),
+    ("Thessaloniki", 1, 19_900, 20, 0, 4),
+    ("nowhere", None, None, 20, 0, 0),
+]
+
+
+async def test_a_shape_query_answers_as_the_general_one(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_all_deals_by_id and list_deals_in_city_by_id (and their counts) give the
+    same rows as list_deals_by_id (and count_deals) for the same request."""
+    found = []
+    for city, min_stars, last_id, limit, skip, _ in SHAPE_CASES:
+        filters = deals.DealFilters(city=city, min_stars=min_stars)
+        page = await deals.list_deals(
+            conn, sort="id", filters=filters, key=None, last_id=last_id, limit=limit, skip=skip
+        )
+        general = await deals.LIST_DEALS["id"](conn, *filters.args(), last_id, limit, skip)
+        assert page == [deal_from_row(row) for row in general], (city, min_stars, last_id)
+        total = await deals.count_deals(conn, filters=filters)
+        assert total == await deals.COUNT_DEALS(conn, *filters.args()), (city, min_stars)
+        found.append(len(page))
+    assert found == [case[-1] for case in SHAPE_CASES]
+
+
+async def test_a_count_shape_answers_as_the_general_count(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """count_deals_in_price_range and count_category_deals count what count_deals and
+    count_deals_in_category count."""
+    cases = [
+        deals.DealFilters(price_min=Decimal(100), price_max=Decimal(150)),
+        deals.DealFilters(price_min=Decimal("899.5")),
+        deals.DealFilters(price_max=Decimal(40)),
+        deals.DealFilters(category="luxury"),
+        deals.DealFilters(category="FAMILY"),
+        deals.DealFilters(category="nothing"),
+    ]
+    found = []
+    for filters in cases:
+        general = deals.COUNT_DEALS if filters.category is None else deals.COUNT_DEALS_IN_CATEGORY
+        count = await deals.count_deals(conn, filters=filters)
+        assert count == await general(conn, *filters.args()), filters
+        found.append(count > 0)
+    assert found == [True, True, True, True, True, False]
+
+
+async def test_a_sort_with_no_filter_pages_as_the_general_query(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_all_deals_by_price (and -price, created_at, -created_at): the first page,
+    an offset page and the keyset page after a row, as the optional-filter query."""
+    sizes = []
+    for sort in ("price", "-price", "created_at", "-created_at"):
+        general = deals.LIST_DEALS[sort]
+        for skip in (0, 19_990):
+            page = await deals.list_deals(
+                conn, sort=sort, filters=deals.NO_FILTERS, key=None, last_id=None,
+                limit=21, skip=skip,
+            )  # fmt: skip
+            rows = await general(conn, *NO_FILTER, None, None, 21, skip)
+            assert page == [deal_from_row(row) for row in rows], (sort, skip)
+            sizes.append(len(page))
+        last = page[4]
+        key = last.price_per_night if "price" in sort else last.created_at
+        after = await deals.list_deals(
+            conn, sort=sort, filters=deals.NO_FILTERS, key=key, last_id=last.id,
+            limit=21, skip=0,
+        )  # fmt: skip
+        rows = await general(conn, *NO_FILTER, key, last.id, 21, 0)
+        assert after == [deal_from_row(row) for row in rows], sort
+        sizes.append(len(after))
+    assert sizes == [21, 10, 5] * 4

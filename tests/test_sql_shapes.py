@@ -93,3 +93,32 @@ def test_every_kind_has_its_helper() -> None:
     kinds = {helper.kind for helper in (One, Many, Value, Exec, ExecRows)}
     assert kinds == set(catalogue.KINDS)
     assert {query.kind for query in CATALOGUE.values()} <= kinds
+
+
+# A filter shape's own query (`-- plan: generic`), chosen by service/db/deals.py.
+SHAPES = [
+    "list_all_deals_by_id",
+    "list_all_deals_by_price",
+    "list_all_deals_by_price_desc",
+    "list_all_deals_by_created_at",
+    "list_all_deals_by_created_at_desc",
+    "list_deals_in_city_by_id",
+]
+CITY_MATCH = (
+    'lower(upper(normalize({alias}.city, NFC) COLLATE "pg_c_utf8"))'
+    ' = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))'
+)
+
+
+def test_shape_queries_select_the_deal_row_columns() -> None:
+    expected = columns("get_deal")
+    for name in SHAPES:
+        assert columns(name) == expected, name
+        assert CATALOGUE[name].plan == "generic", name
+
+
+@pytest.mark.parametrize(("name", "alias"), [("list_deals_in_city_by_id", "ch")])
+def test_city_shapes_match_the_city_as_the_index_does(name: str, alias: str) -> None:
+    assert CITY_MATCH.format(alias=alias) in statement(name)
+    assert f"(($2::int IS NULL OR {alias}.star_rating >= $2::int)" not in statement(name)
+    assert f"($2::int IS NULL OR {alias}.star_rating >= $2::int)" in statement(name)

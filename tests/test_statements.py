@@ -95,24 +95,45 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
     sent.clear()
     response = await client.get(path)
     assert response.status_code == 200, response.text
-    return [text.splitlines()[0] for text in await logged(sent)]
+    # a session switched to another plan_cache_mode (service/db/catalogue.py) is no statement
+    # of the answer: tests/test_sql_catalogue.py counts those
+    texts = [text for text in await logged(sent) if not text.startswith("SET plan_cache_mode")]
+    return [text.splitlines()[0] for text in texts]
 
 
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/deals", ["list_deals_by_id :many", "count_deals_from_totals :val"]),
-        ("/deals?price_min=1", ["list_deals_by_id :many", "count_deals :val"]),
-        ("/deals?count=none", ["list_deals_by_id :many"]),
-        ("/deals?count=estimated&sort=price", ["list_deals_by_price :many", "list_deals_by_id"]),
+        ("/deals", ["list_all_deals_by_id :many", "count_deals_from_totals :val"]),
+        ("/deals?price_min=1", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
+        (
+            "/deals?city=paris&min_stars=3",
+            ["list_deals_in_city_by_id :many", "count_deals_from_totals :val"],
+        ),
+        ("/deals?count=none", ["list_all_deals_by_id :many"]),
+        (
+            "/deals?count=estimated&sort=price",
+            ["list_all_deals_by_price :many", "list_all_deals_by_id"],
+        ),
+        (
+            "/deals?count=estimated&city=paris",
+            ["list_deals_in_city_by_id :many", "list_deals_by_id"],
+        ),
+        ("/deals?count=estimated", ["list_all_deals_by_id :many", "list_all_deals_by_id"]),
         (
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals_from_totals :val"],
         ),
-        ("/deals?category=luxury", ["list_deals_by_id :many", "count_deals_in_category :val"]),
+        ("/deals?category=luxury", ["list_deals_by_id :many", "count_category_deals :val"]),
+        (
+            "/deals?category=luxury&is_available=true",
+            ["list_deals_by_id :many", "count_deals_in_category :val"],
+        ),
+        ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
-        ("/deals?cursor=&sort=created_at", ["list_deals_by_created_at :many"]),
-        ("/hotels", ["list_hotels :many", "count_hotels :val"]),
+        ("/deals?cursor=&sort=created_at", ["list_all_deals_by_created_at :many"]),
+        ("/hotels", ["list_all_hotels :many", "count_all_hotels :val"]),
+        ("/hotels?city=paris", ["list_hotels :many", "count_hotels :val"]),
     ],
 )
 async def test_statements_do_not_grow_with_page_size(

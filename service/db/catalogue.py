@@ -12,6 +12,27 @@ A query runs only through the helper of its declared kind (sqlc's rule):
 `Value` one value, `Exec` nothing, `ExecRows` a row count.
 Asking for a query with another kind fails at import time, so a module
 that calls a query the wrong way cannot even load.
+
+A line `-- plan: generic` or `-- plan: custom` among the comment lines says
+which plan PostgreSQL runs the query with, the words after it why: `generic`
+where the plan cannot depend on the values (a key lookup, a query per filter
+shape whose predicates are all unconditional), planned once per connection
+and reused; `custom` where it does (optional `($n IS NULL OR ...)` filters
+that only a plan made with the values folds away), planned on every run;
+`any` where every plan is cheap (a few hundred summary rows), so the query
+runs in whatever mode its session is in and never costs a switch. A
+query without the line runs as `custom`. Every query is a named prepared
+statement (asyncpg's statement cache) and plan_cache_mode, read by PostgreSQL
+when it binds one, is a session setting: the pool's sessions start in
+force_custom_plan (service/db/pool.py) and a statement whose plan differs from
+its session's mode first sends `SET plan_cache_mode`, outside a transaction
+only (a rollback would undo it). Requests of one shape therefore run with no
+extra round trip; a connection alternating between a generic and a custom
+shape pays one SET per change (measured in bench/bench_sql.py). Rejected,
+measured there too: `auto` (PostgreSQL switches a custom shape to a generic
+plan once that costs less than the custom ones did, and keeps a LIMIT $n query
+custom forever), unnamed statements (always custom, but a Parse round trip
+each, 0.2-0.4 ms more per statement through asyncpg).
 """
 
 from __future__ import annotations
@@ -23,6 +44,7 @@ from pathlib import Path
 from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from weakref import WeakKeyDictionary
 
 import msgspec
 
@@ -42,6 +64,9 @@ Kind = Literal["one", "many", "val", "exec", "execrows"]
 KINDS: frozenset[str] = frozenset({"one", "many", "val", "exec", "execrows"})
 
 HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?P<kind>\w+)\s*$")
+PLAN_LINE = re.compile(r"^plan:\s*(?P<plan>\S*)")
+Plan = Literal["generic", "custom", "any"]
+PLANS: frozenset[str] = frozenset({"generic", "custom", "any"})
 PLACEHOLDER = re.compile(r"\$(\d+)")
 STRIP = re.compile(r"'(?:[^']|'')*'|--[^\n]*")
 
@@ -59,6 +84,7 @@ class Query:
     file: str
     line: int
     params: int  # number of $n placeholders
+    plan: Plan | None = None  # the `-- plan:` line; None: PostgreSQL's auto choice
 
     @property
     def summary(self) -> str:
@@ -96,6 +122,14 @@ def parse_file(path: Path) -> list[Query]:
             raise CatalogueError(
                 f"{path.name}:{current['line']}: query {name} has a gap in its $n placeholders"
             )
+        plans = [m["plan"] for m in map(PLAN_LINE.match, doc) if m]
+        if len(plans) > 1:
+            raise CatalogueError(f"{path.name}:{current['line']}: query {name} has two plan lines")
+        if plans and plans[0] not in PLANS:
+            raise CatalogueError(
+                f"{path.name}:{current['line']}: query {name} has plan: {plans[0]}; "
+                "expected plan: generic, custom or any"
+            )
         queries.append(
             Query(
                 name=name,
@@ -105,6 +139,7 @@ def parse_file(path: Path) -> list[Query]:
                 file=path.name,
                 line=int(str(current["line"])),
                 params=len(numbers),
+                plan=plans[0] if plans else None,  # type: ignore[arg-type]
             )
         )
 
@@ -186,6 +221,31 @@ def observe_queries(observer: QueryObserver) -> None:
         QUERY_OBSERVERS.append(observer)
 
 
+# plan_cache_mode per plan line; SESSION_MODE is the pool's start-up setting.
+PLAN_MODES: dict[str, str] = {"generic": "force_generic_plan", "custom": "force_custom_plan"}
+SESSION_MODE = PLAN_MODES["custom"]
+# The mode each open connection's session is in, when it is not SESSION_MODE.
+_session_modes: WeakKeyDictionary[object, str] = WeakKeyDictionary()
+# Off where sessions are shared by clients (a transaction-pooling PgBouncer):
+# a SET there would reach other clients' statements.
+PLAN_SWITCHING = True
+
+
+async def use_plan(conn: Connection, mode: str) -> None:
+    """Put the connection's session in this plan_cache_mode unless it already is,
+    or a transaction is open (a rollback would undo the SET behind our back)."""
+    raw = getattr(conn, "_con", None) or conn  # a pool's proxy, or the connection
+    if _session_modes.get(raw, SESSION_MODE) == mode or conn.is_in_transaction():
+        return
+    await conn.execute(f"SET plan_cache_mode = {mode}")
+    _session_modes[raw] = mode
+
+
+def session_mode(conn: Connection) -> str:
+    """The plan_cache_mode the catalogue last put this connection's session in."""
+    return _session_modes.get(getattr(conn, "_con", None) or conn, SESSION_MODE)
+
+
 class _Statement:
     kind: Kind
 
@@ -193,16 +253,24 @@ class _Statement:
         self.query = q(name, self.kind)
         self.sql = self.query.sql
         self.name = name
+        # Without a parameter PostgreSQL plans a statement once whatever the mode; a
+        # `plan: any` query is cheap either way and runs in the session's mode as it is.
+        plan = self.query.plan or "custom"
+        self.mode = PLAN_MODES[plan] if self.query.params and plan != "any" else None
 
     def __repr__(self) -> str:
         return f"<{self.name} :{self.kind}>"
 
-    async def _timed(self, run: Awaitable[T]) -> T:
+    async def _timed(
+        self, conn: Connection, run: Callable[[], Awaitable[T]], *, planned: bool = True
+    ) -> T:
+        if planned and self.mode is not None and PLAN_SWITCHING:
+            await use_plan(conn, self.mode)
         if not QUERY_OBSERVERS:
-            return await run
+            return await run()
         started = perf_counter()
         try:
-            result = await run
+            result = await run()
         except Exception as exc:
             failed = getattr(exc, "sqlstate", None) or exc.__class__.__name__
             for observe in QUERY_OBSERVERS:
@@ -219,7 +287,7 @@ class One(_Statement):
     kind = "one"
 
     async def __call__(self, conn: Connection, *args: Any) -> Record | None:
-        return await self._timed(conn.fetchrow(self.sql, *args))
+        return await self._timed(conn, lambda: conn.fetchrow(self.sql, *args))
 
 
 class Many(_Statement):
@@ -228,7 +296,7 @@ class Many(_Statement):
     kind = "many"
 
     async def __call__(self, conn: Connection, *args: Any) -> list[Record]:
-        return await self._timed(conn.fetch(self.sql, *args))
+        return await self._timed(conn, lambda: conn.fetch(self.sql, *args))
 
     def cursor(self, conn: Connection, *args: Any, prefetch: int) -> CursorFactory[Record]:
         """The rows streamed in batches of `prefetch`; needs an open transaction."""
@@ -236,7 +304,12 @@ class Many(_Statement):
 
     async def estimate(self, conn: Connection, *args: Any) -> int:
         """The planner's estimate of the rows it returns (EXPLAIN: nothing runs)."""
-        plan = await self._timed(conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args))
+        # EXPLAIN plans with the values whatever the session's plan_cache_mode: no switch
+        plan = await self._timed(
+            conn,
+            lambda: conn.fetchval(f"EXPLAIN (FORMAT JSON) {self.sql}", *args),
+            planned=False,
+        )
         return int(msgspec.json.decode(plan)[0]["Plan"]["Plan Rows"])
 
 
@@ -246,7 +319,7 @@ class Value(_Statement):
     kind = "val"
 
     async def __call__(self, conn: Connection, *args: Any) -> Any:
-        return await self._timed(conn.fetchval(self.sql, *args))
+        return await self._timed(conn, lambda: conn.fetchval(self.sql, *args))
 
 
 class Exec(_Statement):
@@ -255,7 +328,7 @@ class Exec(_Statement):
     kind = "exec"
 
     async def __call__(self, conn: Connection, *args: Any) -> None:
-        await self._timed(conn.execute(self.sql, *args))
+        await self._timed(conn, lambda: conn.execute(self.sql, *args))
 
 
 class ExecRows(_Statement):
@@ -264,4 +337,4 @@ class ExecRows(_Statement):
     kind = "execrows"
 
     async def __call__(self, conn: Connection, *args: Any) -> int:
-        return rowcount(await self._timed(conn.execute(self.sql, *args)))
+        return rowcount(await self._timed(conn, lambda: conn.execute(self.sql, *args)))

@@ -8,7 +8,7 @@ is joined and the category names aggregated in SQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -30,6 +30,19 @@ LIST_DEALS: dict[Sort, Many] = {
     "-created_at": Many("list_deals_by_created_at_desc"),
 }
 COUNT_DEALS = Value("count_deals")
+# Per filter shape, a query with unconditional predicates, whose one generic plan
+# serves every value (`-- plan: generic`); the general queries above are custom.
+LIST_ALL_DEALS_BY_ID = Many("list_all_deals_by_id")
+# sort -> (the query with no filter, the keyset it starts after: before every row)
+LIST_ALL_DEALS: dict[Sort, tuple[Many, Decimal | datetime]] = {
+    "price": (Many("list_all_deals_by_price"), Decimal(0)),
+    "-price": (Many("list_all_deals_by_price_desc"), Decimal(10) ** 8),  # > numeric(10,2)
+    "created_at": (Many("list_all_deals_by_created_at"), datetime.min.replace(tzinfo=UTC)),
+    "-created_at": (Many("list_all_deals_by_created_at_desc"), datetime.max.replace(tzinfo=UTC)),
+}
+LIST_DEALS_IN_CITY_BY_ID = Many("list_deals_in_city_by_id")
+COUNT_DEALS_IN_PRICE_RANGE = Value("count_deals_in_price_range")
+COUNT_CATEGORY_DEALS = Value("count_category_deals")
 COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
 
 
@@ -54,6 +67,16 @@ class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
             self.category,
             self.is_available,
         )
+
+
+NO_FILTERS = DealFilters()
+
+
+def city_only(filters: DealFilters) -> bool:
+    """The filters are a city, with or without min_stars: the city shape."""
+    return filters.city is not None and filters == DealFilters(
+        city=filters.city, min_stars=filters.min_stars
+    )
 
 
 async def get_deal(conn: Connection, *, id: int) -> Deal | None:
@@ -84,18 +107,40 @@ async def list_deals(
 
     After the filters, the keyset: ($7 key, $8 id), or ($7 id) alone when sorting by id.
     """
-    keyset = (last_id,) if sort == "id" else (key, last_id)
-    rows = await LIST_DEALS[sort](conn, *filters.args(), *keyset, limit, skip)
+    if sort == "id" and filters == NO_FILTERS:
+        rows = await LIST_ALL_DEALS_BY_ID(conn, last_id or 0, limit, skip)
+    elif filters == NO_FILTERS:
+        query, start = LIST_ALL_DEALS[sort]
+        after = (start, 0) if last_id is None else (key, last_id)
+        rows = await query(conn, *after, limit, skip)
+    elif sort == "id" and city_only(filters):
+        rows = await LIST_DEALS_IN_CITY_BY_ID(
+            conn, filters.city, filters.min_stars, last_id or 0, limit, skip
+        )
+    else:
+        keyset = (last_id,) if sort == "id" else (key, last_id)
+        rows = await LIST_DEALS[sort](conn, *filters.args(), *keyset, limit, skip)
     return [deal_from_row(row) for row in rows]
 
 
 async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """How many deals match; with a category, the query that starts from its links."""
+    """How many deals match, live (what deal_totals cannot answer: service/db/stats.py):
+    a price range alone or a category alone, the query of that shape; else with a
+    category, the one that starts from its links."""
+    if filters == DealFilters(price_min=filters.price_min, price_max=filters.price_max):
+        in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, filters.price_min, filters.price_max)
+        return in_range
+    if filters == DealFilters(category=filters.category):
+        in_category: int = await COUNT_CATEGORY_DEALS(conn, filters.category)
+        return in_category
     query = COUNT_DEALS if filters.category is None else COUNT_DEALS_IN_CATEGORY
     count: int = await query(conn, *filters.args())
     return count
 
 
 async def estimate_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """The planner's estimate of count_deals: EXPLAIN of list_deals_by_id with no limit."""
+    """The planner's estimate of count_deals: EXPLAIN of the page query with no limit
+    (list_all_deals_by_id's is the quicker to plan when there is no filter)."""
+    if filters == NO_FILTERS:
+        return await LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
     return await LIST_DEALS["id"].estimate(conn, *filters.args(), None, None, 0)

@@ -8,6 +8,9 @@ from service.db.rows import Hotel, hotel_from_row
 GET_HOTEL = One("get_hotel")
 LIST_HOTELS = Many("list_hotels")
 COUNT_HOTELS = Value("count_hotels")
+# With no city, queries with no filter to fold: one generic plan each (`-- plan:`).
+LIST_ALL_HOTELS = Many("list_all_hotels")
+COUNT_ALL_HOTELS = Value("count_all_hotels")
 
 
 async def get_hotel(conn: Connection, *, id: int) -> Hotel | None:
@@ -16,11 +19,13 @@ async def get_hotel(conn: Connection, *, id: int) -> Hotel | None:
 
 
 async def list_hotels(conn: Connection, *, city: str | None, limit: int, skip: int) -> list[Hotel]:
+    if city is None:
+        return [hotel_from_row(row) for row in await LIST_ALL_HOTELS(conn, limit, skip)]
     return [hotel_from_row(row) for row in await LIST_HOTELS(conn, city, limit, skip)]
 
 
 async def count_hotels(conn: Connection, *, city: str | None) -> int:
-    count: int = await COUNT_HOTELS(conn, city)
+    count: int = await (COUNT_ALL_HOTELS(conn) if city is None else COUNT_HOTELS(conn, city))
     return count
 
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import msgspec
 
-from service.db.catalogue import Connection
+from service.db.catalogue import SESSION_MODE, Connection
 from service.db.listener import EventListener
 from service.settings import Settings, redact_url
 
@@ -74,11 +74,10 @@ class Database:
                 # a transaction left open (a bug, a stuck client) ends instead of
                 # holding its locks and its connection forever
                 "idle_in_transaction_session_timeout": str(s.idle_in_transaction_timeout_ms),
-                # Plan each execution with its values: the optional filters
-                # `($1 IS NULL OR ...)` then fold away and the given ones use
-                # their indexes. A cached generic plan cannot, and PostgreSQL
-                # may switch a prepared statement to one after 5 runs.
-                "plan_cache_mode": "force_custom_plan",
+                # Plan each execution with its values, so the optional filters
+                # `($1 IS NULL OR ...)` fold away; a query whose `-- plan:` line
+                # says generic switches its session first (catalogue.use_plan).
+                "plan_cache_mode": SESSION_MODE,
             },
         )
 
