@@ -38,7 +38,9 @@ SECRET = secrets.token_urlsafe(48)
 READ, WRITE = "deals:read", "deals:write"
 
 
-def claims(scope: Any = READ, ttl: float = 300, **extra: Any) -> dict[str, Any]:
+# A day: the tokens made at import (HOSTILE, VALID) must still be alive when their test
+# runs, however late a parallel run gets to this module after collecting it.
+def claims(scope: Any = READ, ttl: float = 86_400, **extra: Any) -> dict[str, Any]:
     return {"sub": "tester", "scope": scope, "exp": int(time.time() + ttl), **extra}
 
 
@@ -521,7 +523,7 @@ HOSTILE: dict[str, tuple[str | None, str | None]] = {
     "alg none, no signature dot": (f"Bearer {unsigned(claims())[:-1]}", NOT_WELL_FORMED),
     "expired beyond the leeway": (f"Bearer {hs256(claims(ttl=-120))}", "the token has expired"),
     "nbf in the future": (
-        f"Bearer {hs256(claims(nbf=int(time.time()) + 120))}",
+        f"Bearer {hs256(claims(nbf=int(time.time()) + 86_400))}",  # made at import: a day ahead
         "the token is not valid yet (nbf or iat in the future)",
     ),
     "wrong signature": (f"Bearer {hs256(claims(), secrets.token_urlsafe(48))}", BAD_SIGNATURE),
