@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 COUNT  ?= 1
+# pytest-xdist workers for `make pytest` (auto: one per core); 0 runs the suite in one process
+PYTEST_WORKERS ?= auto
 SAMPLE ?= $(or $(DEALS_DATA_DIR),.data)/sample.csv
 
 .DEFAULT_GOAL := help
@@ -35,7 +37,8 @@ sample: install ## load a generated 50,000-row sample (seed 1) if the deals tabl
 serve: install ## serve without migrating (DATABASE_URL or the embedded server)
 	$(BIN)/deals serve
 
-test: install lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite
+test: install ## ruff, mypy --strict and the whole pytest suite (lint and mypy beside pytest)
+	@$(MAKE) --no-print-directory --jobs=3 --output-sync=line lint typecheck pytest
 
 lint: install ## ruff, ruff format --check, the import layers (lint-imports), squawk on the migrations, promtool on the alert rules
 	$(BIN)/ruff check .
@@ -53,7 +56,7 @@ typecheck: install ## mypy --strict
 	$(BIN)/mypy
 
 pytest: install ## the test suite against a real PostgreSQL
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 migrate: install ## apply every pending migration
 	$(BIN)/deals migrate apply

@@ -4,12 +4,20 @@ With json every line is one JSON object, uvicorn's own lines (startup,
 errors) included: {"ts", "level", "logger", "message", ...} plus the fields a
 line carries (an access line: request_id, method, route, path, status,
 duration_ms, db_ms, queries) and "exception" when there is one.
+
+The access line, written on every request, skips logging's per-record machinery
+(a LogRecord, the handler chain, the generic formatter) when the logging set-up
+is the one `configure` made: `emit` writes the same line straight to its stream.
+Any other set-up (a handler or filter added, as pytest's caplog does) gets the
+line through logging as usual.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.config
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +42,28 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-class JsonFormatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """A formatter that can also write a plain line (no exception) without a LogRecord."""
+
+    def line(self, created: float, level: str, logger: str, message: str, extra: Any) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(LineFormatter):
+    def line(
+        self, created: float, level: str, logger: str, message: str, extra: Mapping[str, Any]
+    ) -> str:
+        """What format() writes for a record with these attributes and no exception."""
+        return _encode(
+            {
+                "ts": _json_time(created),
+                "level": level.lower(),
+                "logger": logger,
+                "message": message,
+                **extra,
+            }
+        ).decode()
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -50,11 +79,20 @@ class JsonFormatter(logging.Formatter):
         return _encode(line).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(LineFormatter):
     """The readable format; a line's fields follow its message as key=value."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, extra: Mapping[str, Any]
+    ) -> str:
+        """What format() writes for a record with these attributes and no exception."""
+        text = f"{_text_time(created)} {level} {logger} {message}"
+        if not extra:
+            return text
+        return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
@@ -67,6 +105,86 @@ class TextFormatter(logging.Formatter):
         if not extra:
             return text
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
+
+
+# The second of the last line written and its text: the date and time change once a second.
+_second: dict[str, tuple[int, str]] = {}
+
+
+def _text_time(created: float) -> str:
+    """logging.Formatter.formatTime's default: local time, then a comma and milliseconds."""
+    second = int(created)
+    cached = _second.get("text")
+    if cached is None or cached[0] != second:
+        cached = _second["text"] = (
+            second,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)),
+        )
+    return f"{cached[1]},{int((created - second) * 1000):03d}"
+
+
+def _json_time(created: float) -> str:
+    """JsonFormatter's "ts": UTC, ISO 8601 with milliseconds."""
+    second = int(created)
+    cached = _second.get("json")
+    if cached is None or cached[0] != second:
+        cached = _second["json"] = (
+            second,
+            datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6],
+        )
+    return f"{cached[1]}.{int((created - second) * 1000):03d}+00:00"
+
+
+def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The one handler a line of `logger` reaches when the set-up is `configure`'s own:
+    no filter on the way, one StreamHandler with one of our formatters, at the root."""
+    handler: logging.StreamHandler[Any] | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        for found in current.handlers:
+            if handler is not None or type(found) is not logging.StreamHandler:
+                return None
+            handler = found
+        current = current.parent if current.propagate else None
+    if handler is None or handler.filters or not isinstance(handler.formatter, LineFormatter):
+        return None
+    return handler
+
+
+def emit(
+    logger: logging.Logger, message: str, args: tuple[Any, ...], extra: dict[str, Any]
+) -> None:
+    """logger.info(message, *args, extra=extra), for a line written on every request.
+
+    With `configure`'s set-up the line is formatted and written here, as its
+    handler would (its lock, its stream, its flush); otherwise through logging.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _direct_handler(logger)
+    if handler is None or handler.level > logging.INFO:
+        # makeRecord + handle is what logger.info() does, less findCaller's walk up
+        # the stack for a file and line that no log line prints
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, message, args, None, extra=extra
+        )
+        logger.handle(record)
+        return
+    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.line(time.time(), "INFO", logger.name, message % args, extra)
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        stream.flush()
+    except Exception:
+        handler.handleError(
+            logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
+        )
+    finally:
+        handler.release()
 
 
 def config(settings: Settings) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
@@ -29,8 +30,12 @@ from service.settings import Settings
 from tests import pg
 from tests.known import Known, seed
 
-TEMPLATE = "deals_template"
-SEEDED_TEMPLATE = "deals_seeded_template"
+# Under pytest-xdist (`make pytest` runs `-n auto`) every worker is a process with its
+# session fixtures, its own embedded server among them; the worker's id in the template
+# names keeps workers apart on a server they share (DEALS_TEST_DATABASE_URL).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEMPLATE = f"deals_template{'_' + WORKER if WORKER else ''}"
+SEEDED_TEMPLATE = f"deals_seeded_template{'_' + WORKER if WORKER else ''}"
 
 Client = AsyncTestClient[Litestar]
 

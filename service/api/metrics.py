@@ -43,6 +43,7 @@ from prometheus_client import (
 from service.api.request_id import request_id
 from service.db.catalogue import observe_queries
 from service.db.pool import Database
+from service.logs import emit
 
 ACCESS = "service.access"
 access = logging.getLogger(ACCESS)
@@ -177,28 +178,20 @@ class Measured:
         if self.access_log and access.isEnabledFor(logging.INFO):
             query = hide_tokens(scope["query_string"].decode("latin-1"))
             path = scope["path"] + (f"?{query}" if query else "")
-            # makeRecord + handle is what access.info() does, less findCaller's walk up
-            # the stack for a file and line that no log line prints
-            access.handle(
-                access.makeRecord(
-                    ACCESS,
-                    logging.INFO,
-                    __file__,
-                    0,
-                    "%s %s %s",
-                    (method, path, status),
-                    None,
-                    extra={
-                        "request_id": request_id(scope),
-                        "method": method,
-                        "route": route,
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 2),
-                        "db_ms": round(measures.db_seconds * 1000, 2),
-                        "queries": measures.queries,
-                    },
-                )
+            emit(
+                access,
+                "%s %s %s",
+                (method, path, status),
+                {
+                    "request_id": request_id(scope),
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "db_ms": round(measures.db_seconds * 1000, 2),
+                    "queries": measures.queries,
+                },
             )
 
 

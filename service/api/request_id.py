@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
 from litestar.types import Scope
@@ -19,12 +19,17 @@ def header(scope: Scope | Any, name: bytes) -> str | None:
     return None
 
 
+def new_id() -> str:
+    """A new request id: 32 hex digits of 128 random bits (a microsecond less than uuid4)."""
+    return os.urandom(16).hex()
+
+
 def request_id(scope: Scope) -> str:
     """The request's id: the client's X-Request-ID when it is usable, else a new one."""
     state: dict[str, Any] = scope.setdefault("state", {})
     found: str | None = state.get("request_id")
     if found is None:
         sent = header(scope, b"x-request-id")
-        found = sent if sent is not None and VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        found = sent if sent is not None and VALID_REQUEST_ID.fullmatch(sent) else new_id()
         state["request_id"] = found
     return found

@@ -1,0 +1,145 @@
+"""The access line's direct path (service.logs.emit) writes what logging would write."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from service import logs
+from service.settings import Settings
+
+EXTRA = {
+    "request_id": "r-1",
+    "method": "GET",
+    "route": "/deals/{id}",
+    "path": "/deals/7?x=1",
+    "status": 200,
+    "duration_ms": 1.25,
+    "db_ms": 0.5,
+    "queries": 1,
+}
+# a whole second, just before and after one, and an ordinary instant
+INSTANTS = [1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0004, 1_764_000_123.456789]
+
+
+def record(created: float, extra: dict[str, Any]) -> logging.LogRecord:
+    line = logging.makeLogRecord(
+        {"name": "service.access", "msg": "%s %s %s", "args": ("GET", "/deals/7?x=1", 200)}
+    )
+    line.levelno, line.levelname = logging.INFO, "INFO"
+    line.created = created
+    line.msecs = int((created - int(created)) * 1000) + 0.0
+    line.__dict__.update(extra)
+    return line
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+@pytest.mark.parametrize("created", INSTANTS)
+@pytest.mark.parametrize("extra", [EXTRA, {}])
+def test_a_line_is_what_format_writes(
+    formatter: logs.LineFormatter, created: float, extra: dict[str, Any]
+) -> None:
+    message = "GET /deals/7?x=1 200"
+    expected = formatter.format(record(created, extra))
+    assert formatter.line(created, "INFO", "service.access", message, extra) == expected
+
+
+@pytest.fixture(params=["text", "json"])
+def configured(request: pytest.FixtureRequest) -> Iterator[tuple[str, io.StringIO]]:
+    """configure()'s set-up, its handler writing to a StringIO."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure(Settings(database_url="postgresql://x@127.0.0.1:1/x", log_format=request.param))
+    (handler,) = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    try:
+        yield request.param, stream
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[logging.Handler]:
+    """configure()'s handler alone at the root: without the ones pytest adds for a test."""
+    root = logging.getLogger()
+    during_test = root.handlers[:]
+    (handler,) = [h for h in during_test if isinstance(h.formatter, logs.LineFormatter)]
+    root.handlers[:] = [handler]
+    try:
+        yield handler
+    finally:
+        root.handlers[:] = during_test
+
+
+def test_emit_writes_the_line_logging_would(configured: tuple[str, io.StringIO]) -> None:
+    log_format, stream = configured
+    access = logging.getLogger("service.access")
+    with alone() as handler:
+        assert logs._direct_handler(access) is handler  # the direct path is taken
+        logs.emit(access, "%s %s %s", ("GET", "/deals/7?x=1", 200), EXTRA)
+        access.info("%s %s %s", "GET", "/deals/7?x=1", 200, extra=EXTRA)  # through logging
+    direct, through_logging = stream.getvalue().splitlines()
+    if log_format == "json":
+        first, second = json.loads(direct), json.loads(through_logging)
+        assert first.keys() == second.keys()
+        assert {k: v for k, v in first.items() if k != "ts"} == {
+            k: v for k, v in second.items() if k != "ts"
+        }
+        assert (first["status"], first["request_id"]) == (200, "r-1")
+    else:  # the same after the date and time
+        assert direct.split(" ", 2)[2] == through_logging.split(" ", 2)[2]
+        assert direct.endswith("INFO service.access GET /deals/7?x=1 200 request_id=r-1 "
+                               "method=GET route=/deals/{id} path=/deals/7?x=1 status=200 "
+                               "duration_ms=1.25 db_ms=0.5 queries=1")  # fmt: skip
+
+
+def test_another_handler_or_a_filter_gets_the_line_through_logging(
+    configured: tuple[str, io.StringIO],
+) -> None:
+    _format, stream = configured
+    access = logging.getLogger("service.access")
+    caught: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record)
+
+    catch = Catch()
+    with alone():
+        access.addHandler(catch)
+        try:
+            assert logs._direct_handler(access) is None
+            logs.emit(access, "%s %s %s", ("GET", "/x", 404), {"status": 404})
+        finally:
+            access.removeHandler(catch)
+        [line] = caught
+        assert (line.getMessage(), line.status) == ("GET /x 404", 404)  # type: ignore[attr-defined]
+        assert len(stream.getvalue().splitlines()) == 1  # and the root handler still wrote it
+
+        access.addFilter(lambda r: r.getMessage() != "GET /hidden 200")
+        try:
+            assert logs._direct_handler(access) is None
+            logs.emit(access, "%s %s %s", ("GET", "/hidden", 200), {})
+        finally:
+            access.filters.clear()
+        assert len(stream.getvalue().splitlines()) == 1  # the filter dropped it
+        logs.emit(access, "%s %s %s", ("GET", "/shown", 200), {})
+        assert logs._direct_handler(access) is not None
+        assert "GET /shown 200" in stream.getvalue().splitlines()[1]
+
+
+def test_nothing_is_written_below_the_level(configured: tuple[str, io.StringIO]) -> None:
+    _format, stream = configured
+    logging.getLogger().setLevel(logging.WARNING)
+    with alone():
+        logs.emit(logging.getLogger("service.access"), "%s", ("x",), {})
+    assert stream.getvalue() == ""
