@@ -31,6 +31,9 @@ REPLICA_GONE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,  # 57P01
     asyncpg.exceptions.CrashShutdownError,  # 57P02
     asyncpg.exceptions.CannotConnectNowError,  # 57P03
+    # asyncpg's protocol left out of step by a server that ended the connection while it
+    # was idle ("cannot switch to state 12; another operation (2) is in progress")
+    asyncpg.exceptions.InternalClientError,
 )
 # Replay cancelled the statement (max_standby_streaming_delay): the read moves, the
 # replica stays up. On a replica no other read can fail with these.

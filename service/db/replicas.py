@@ -31,7 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -57,6 +57,12 @@ Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 # opened with no connection when the server cannot be reached yet.
 OpenPool = Callable[[str, int, int | None], Awaitable[Pool]]
 PrimaryConnection = Callable[[], AbstractAsyncContextManager[Connection]]
+# A check that fails with one of these finds the database unreachable (or refusing).
+CHECK_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    *REPLICA_GONE,
+)
 
 
 class ReplicaStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,7 +188,7 @@ class Replicas:
             async with asyncio.timeout(self.timeout), self._primary.acquire() as conn:
                 self.samples.append((await wal_position(conn), asked))
             now = asked  # compared with the position the primary had at `asked`
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except CHECK_FAILURES as exc:
             # Unknown how far the primary has gone since its last answer: the replicas'
             # lag grows from then, and past the limit the reads go to the primary (whose
             # failure they then report) rather than to a replica nobody can vouch for.
@@ -195,7 +201,7 @@ class Replicas:
             assert replica.monitor is not None
             async with asyncio.timeout(self.timeout), replica.monitor.acquire() as conn:
                 status = await replay_status(conn)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except CHECK_FAILURES as exc:
             self._set(replica, "down", None, f"unreachable: {describe(exc)}")
             return
         if not status.standby or status.replayed is None:
@@ -251,6 +257,10 @@ class Replicas:
             async def move(exc: BaseException) -> Connection:
                 if isinstance(exc, REPLICA_GONE):
                     self.failed(replica, exc)
+                    # never back into the pool in whatever state it is (asyncpg may have
+                    # taken it back already, when the server ended it: nothing to do then)
+                    with suppress(asyncpg.InterfaceError):
+                        conn.terminate()
                 return await held.enter_async_context(primary())
 
             # It stands in for the pooled connection (service/db/reads.py).
