@@ -148,10 +148,13 @@ class Replicas:
         """Open the pools, check every replica once, then keep checking in the background."""
         assert self.settings.database_url is not None
         self._primary = await self.open_pool(self.settings.database_url, 0, 1)
-        for replica in self.replicas:
+
+        async def open_replica(replica: Replica) -> None:
             log.info("read replica %s: %s", replica.name, redact_url(replica.url))
             replica.pool = await self.open_pool(replica.url, self.settings.pool_min_size, None)
             replica.monitor = await self.open_pool(replica.url, 0, 1)
+
+        await asyncio.gather(*(open_replica(replica) for replica in self.replicas))
         await self.check()
         self._task = asyncio.create_task(self._watch(), name="replica checks")
 
