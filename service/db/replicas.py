@@ -207,9 +207,12 @@ class Replicas:
         except CHECK_FAILURES as exc:
             self._set(replica, "down", None, f"unreachable: {describe(exc)}")
             return
-        if not status.standby or status.replayed is None:
+        if not status.standby:
             # a promoted replica, or a URL of a primary: its data may part from the primary's
             self._set(replica, "down", None, "not a standby: pg_is_in_recovery() is false")
+            return
+        if status.replayed is None:  # recovering, nothing replayed yet
+            self._set(replica, "lagging", None, "it has replayed nothing yet")
             return
         lag = lag_seconds(status.replayed, status.commit_age, self.samples, now)
         limit = self.settings.replica_max_lag_seconds
