@@ -30,14 +30,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
 from service.db.catalogue import Connection
 from service.db.health import replay_status, wal_position
@@ -107,12 +108,11 @@ class Replica:
     state: State = "down"
     lag: float | None = None
     why: str = "not checked yet"  # what the last check found, for the log
-    waiting: int = 0
+    waiting: int = 0  # requests waiting for its pool
+    in_use: int = 0  # reads holding one of its connections
 
     def busy(self) -> int:
-        pool = self.pool
-        in_use = 0 if pool is None else pool.get_size() - pool.get_idle_size()
-        return in_use + self.waiting
+        return self.in_use + self.waiting
 
     def status(self) -> ReplicaStatus:
         lag = None if self.lag is None else round(self.lag, 3)
@@ -248,38 +248,18 @@ class Replicas:
         self._turn = turn = (self._turn + 1) % len(fit)
         return min(fit[turn:] + fit[:turn], key=Replica.busy)
 
-    @asynccontextmanager
-    async def connection(self, primary: PrimaryConnection) -> AsyncIterator[Connection]:
+    def connection(self, primary: PrimaryConnection) -> AbstractAsyncContextManager[Connection]:
         """A read's connection: on the replica picked, else the primary's (`primary()`)."""
-        replica = self.pick()
-        async with AsyncExitStack() as held:
-            conn = None
-            if replica is not None:
-                conn = await self._acquire(replica, held)
-            if replica is None or conn is None:
-                yield await held.enter_async_context(primary())
-                return
+        return ReplicaRead(self, primary)
 
-            async def move(exc: BaseException) -> Connection:
-                if isinstance(exc, REPLICA_GONE):
-                    self.failed(replica, exc)
-                    # never back into the pool in whatever state it is (asyncpg may have
-                    # taken it back already, when the server ended it: nothing to do then)
-                    with suppress(asyncpg.InterfaceError):
-                        conn.terminate()
-                return await held.enter_async_context(primary())
-
-            # It stands in for the pooled connection (service/db/reads.py).
-            yield cast(Connection, ReadConnection(conn, replica.name, move))
-
-    async def _acquire(self, replica: Replica, held: AsyncExitStack) -> Connection | None:
-        """The replica's pooled connection, released with `held`; None when it cannot give one
-        in time (the read then goes to the primary; a replica that refuses is marked down)."""
+    async def acquire(self, replica: Replica) -> PoolConnectionProxy[asyncpg.Record] | None:
+        """The replica's pooled connection; None when it cannot give one in time (the read then
+        goes to the primary; a replica that refuses is marked down)."""
         pool = replica.pool
         assert pool is not None
         replica.waiting += 1
         try:
-            conn: Any = await pool.acquire(timeout=self.timeout)
+            conn = await pool.acquire(timeout=self.timeout)
         except TimeoutError:  # busy (or slow to connect): not down, the check will tell
             return None
         except REPLICA_GONE as exc:
@@ -287,8 +267,58 @@ class Replicas:
             return None
         finally:
             replica.waiting -= 1
-        held.push_async_callback(pool.release, conn)
-        return cast(Connection, conn)
+        replica.in_use += 1
+        return conn
+
+
+class ReplicaRead(AbstractAsyncContextManager[Connection]):
+    """One read's connection, a replica's (moving to the primary if the replica fails it) or
+    the primary's. A class rather than a generator: this runs on every read."""
+
+    __slots__ = ("conn", "fallback", "primary", "replica", "replicas")
+
+    def __init__(self, replicas: Replicas, primary: PrimaryConnection) -> None:
+        self.replicas = replicas
+        self.primary = primary
+        self.replica: Replica | None = None
+        self.conn: PoolConnectionProxy[asyncpg.Record] | None = None  # the replica's, held
+        self.fallback: AbstractAsyncContextManager[Connection] | None = None  # the primary's
+
+    async def __aenter__(self) -> Connection:
+        replica = self.replicas.pick()
+        if replica is not None:
+            conn = await self.replicas.acquire(replica)
+            if conn is not None:
+                self.replica, self.conn = replica, conn
+                # It stands in for the pooled connection (service/db/reads.py).
+                return cast(Connection, ReadConnection(conn, replica.name, self.move))
+        return await self.on_primary()
+
+    async def on_primary(self) -> Connection:
+        self.fallback = self.primary()
+        return await self.fallback.__aenter__()
+
+    async def move(self, exc: BaseException) -> Connection:
+        """The replica failed a statement: the read goes on on the primary."""
+        replica, conn = self.replica, self.conn
+        if isinstance(exc, REPLICA_GONE) and replica is not None and conn is not None:
+            self.replicas.failed(replica, exc)
+            # never back into the pool in whatever state it is (asyncpg may have taken it
+            # back already, when the server ended it: nothing to do then)
+            with suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        return await self.on_primary()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            if self.fallback is not None:
+                await self.fallback.__aexit__(*exc_info)
+        finally:
+            replica, conn = self.replica, self.conn
+            if replica is not None and conn is not None:
+                replica.in_use -= 1
+                assert replica.pool is not None
+                await replica.pool.release(conn)
 
 
 def describe(exc: BaseException) -> str:
