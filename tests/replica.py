@@ -3,7 +3,9 @@
 pg_basebackup (shipped with the embedded server's binaries) copies the test
 server's whole cluster with -R (standby.signal, and primary_conninfo naming
 the test server) and -X stream, into a temporary folder; the copy starts as a
-hot standby listening on a free 127.0.0.1 port (no unix socket). Every
+hot standby listening on a free 127.0.0.1 port and on a unix socket of its
+own (the benchmarks compare it with the primary's socket), with the test
+server's settings (max_connections, shared_buffers). Every
 database the tests create on the primary afterwards is replayed onto it, so
 a test's own clone is there once `caught_up()` returns. Like the test server
 it runs as the `embedded_postgres` system user when the tests run as root
@@ -68,13 +70,18 @@ class Standby:
         self.root = Path(tempfile.mkdtemp(prefix="deals-test-standby-"))
         self.pgdata = self.root / "pg"
         self.log = self.root / "server.log"
+        self.sockets = self.root / "run"
+        self.sockets.mkdir()
         self.port = free_port()
         identity = run_as()
-        if identity:  # the server's user owns its folder
-            self.root.chmod(0o755)
-            os.chown(self.root, identity["user"], identity["group"])
+        if identity:  # the server's user owns its folders
+            for path in (self.root, self.sockets):
+                path.chmod(0o755)
+                os.chown(path, identity["user"], identity["group"])
 
-    def url(self, database: str = "postgres") -> str:
+    def url(self, database: str = "postgres", *, socket: bool = False) -> str:
+        if socket:
+            return f"postgresql://postgres@/{database}?host={self.sockets}&port={self.port}"
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _tool(self, tool: str, *args: str, timeout: float = 120) -> str:
@@ -101,9 +108,10 @@ class Standby:
 
     def start(self) -> None:
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories='{self.sockets}' "
             "-c hot_standby=on -c shared_preload_libraries=pg_stat_statements "
-            "-c max_connections=200 -c shared_buffers=64MB -c fsync=off"
+            "-c max_connections=200 -c shared_buffers=256MB -c fsync=off"
         )
         self._tool(
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-o", options,
