@@ -18,11 +18,12 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.enums import ParamType
-from litestar.openapi.spec import Parameter, Schema
+from litestar.openapi.spec import OpenAPIResponse, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.types import ASGIApp, Receive, Send
 
-from service.api.errors import Unprocessable
+from service.api.errors import ERROR_DESCRIPTIONS, Unprocessable
+from service.api.openapi import ERROR_BODY
 from service.api.request_id import header
 from service.db.replicas import PRIMARY_READS
 
@@ -50,12 +51,18 @@ class ReadConsistency:
         self.paths: frozenset[str] = frozenset()  # route templates, filled by declare()
 
     def declare(self, app: Litestar) -> None:
-        """Document the header on every GET operation that may read from a replica."""
+        """Document the header, and the 422 a bad value gets, on every GET operation that may
+        read from a replica."""
         paths = set()
         for path, item in (app.openapi_schema.paths or {}).items():
             if item.get is None or path.startswith(PRIMARY_ONLY):
                 continue
             item.get.parameters = [*(item.get.parameters or []), PARAMETER]
+            responses = item.get.responses if item.get.responses is not None else {}
+            responses.setdefault(
+                "422", OpenAPIResponse(description=ERROR_DESCRIPTIONS[422], content=ERROR_BODY)
+            )
+            item.get.responses = responses
             paths.add(path)
         self.paths = frozenset(paths)
 
