@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_type_hints
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import msgspec
 from msgspec import inspect as mi
@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_token: str | None = None  # GET /metrics needs it as a bearer token when set
     rate_limit: RateText | None = None  # per client; none: no limit
     redis_url: RedisUrl | None = None  # the rate limit's counters and the stats cache, shared
+    # Read replicas (comma-separated in the environment): GET reads go to a fit one.
+    database_replica_urls: tuple[str, ...] = ()
+    replica_max_lag_seconds: Seconds = 5.0  # a replica further behind is skipped
 
     def __post_init__(self) -> None:
         if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
@@ -107,6 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "stats_cache_seconds",
             "shutdown_drain_seconds",
             "import_lock_wait_seconds",
+            "replica_max_lag_seconds",
         ):
             value = getattr(self, field)
             if not math.isfinite(value):
@@ -120,11 +124,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"POOL_MIN_SIZE={self.pool_min_size} must not exceed "
                 f"POOL_MAX_SIZE={self.pool_max_size}"
             )
+        self._check_replica_urls()
         for origin in self.cors_origins:
             if not ORIGIN.fullmatch(origin):
                 raise SettingsError(
                     f"CORS_ORIGINS has {origin!r}, which is not an origin: "
                     "scheme://host[:port] with no path (https://app.example.com), or *"
+                )
+
+    def _check_replica_urls(self) -> None:
+        """Each a PostgreSQL URL (shown without its password), each server once, not the
+        primary's URL."""
+        seen: set[str] = set()
+        for url in self.database_replica_urls:
+            if not re.match(DATABASE_URL_PATTERN, url):
+                raise SettingsError(
+                    f"DATABASE_REPLICA_URLS has {redact_url(url)!r}, which "
+                    f"{PATTERN_MEANING[DATABASE_URL_PATTERN]}"
+                )
+            address = database_address(url)
+            if address in seen:
+                raise SettingsError(f"DATABASE_REPLICA_URLS lists {address} more than once")
+            seen.add(address)
+            if url == self.database_url:
+                raise SettingsError(
+                    "DATABASE_REPLICA_URLS lists DATABASE_URL itself: name the replicas only"
                 )
 
     @classmethod
@@ -139,6 +163,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "cors_origins" in raw:  # comma-separated
             origins = raw["cors_origins"].split(",")
             fields["cors_origins"] = [o.strip() for o in origins if o.strip()]
+        if "database_replica_urls" in raw:  # comma-separated
+            urls = raw["database_replica_urls"].split(",")
+            fields["database_replica_urls"] = [u.strip() for u in urls if u.strip()]
         if "log_format" in raw:
             fields["log_format"] = raw["log_format"].lower()
         try:
@@ -186,6 +213,8 @@ ENV_VARS: dict[str, str] = {
     "METRICS_TOKEN": "metrics_token",
     "RATE_LIMIT": "rate_limit",
     "REDIS_URL": "redis_url",
+    "DATABASE_REPLICA_URLS": "database_replica_urls",
+    "REPLICA_MAX_LAG_SECONDS": "replica_max_lag_seconds",
 }
 VAR_OF = {field: var for var, field in ENV_VARS.items()}
 
@@ -258,3 +287,15 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def database_address(url: str) -> str:
+    """host:port of a PostgreSQL URL (a unix socket's folder as host), never its credentials:
+    a replica's name in /health/ready, the metrics and the logs."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a URL urllib cannot split: its part after the last '@'
+        return url.rsplit("@", 1)[-1].split("/", 1)[0] or "localhost"
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return f"{host or query.get('host') or 'localhost'}:{port or query.get('port') or 5432}"

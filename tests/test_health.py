@@ -33,7 +33,11 @@ async def test_live_and_ready(client: Client) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "migrations": len(migration_ids())}
+    assert ready.json() == {
+        "status": "ok",
+        "migrations": len(migration_ids()),
+        "databases": [{"name": "primary", "role": "primary", "state": "up", "lag_seconds": 0.0}],
+    }
 
 
 async def test_ready_503_when_not_migrated(

@@ -329,7 +329,7 @@ async def test_a_preflight_from_a_listed_origin_gets_what_it_needs(
         "access-control-allow-origin": origin,
         "access-control-allow-methods": "DELETE, GET, HEAD, OPTIONS, PATCH, POST",
         "access-control-allow-headers": (
-            "Authorization, Content-Type, If-Match, If-None-Match, X-Request-ID"
+            "Authorization, Content-Type, If-Match, If-None-Match, X-Read-Consistency, X-Request-ID"
         ),
         "access-control-max-age": "600",
     }

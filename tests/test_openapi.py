@@ -16,13 +16,21 @@ Client = AsyncTestClient[Litestar]
 pytestmark = pytest.mark.read_only
 
 LIST_PARAMS = ["city", "min_stars", "price_min", "price_max", "category", "is_available"]
+CONSISTENCY = "X-Read-Consistency"  # every GET that may read from a replica
 PARAMS = {
-    "/deals": [*LIST_PARAMS, "deal_id", "sort", "skip", "limit", "count", "cursor"],
-    "/deals/stats": ["min_stars", "price_min", "price_max", "category", "is_available"],
-    "/deals/{id}": ["id", "If-None-Match"],
-    "/hotels": ["city", "skip", "limit", "count"],
-    "/hotels/{id}": ["id"],
-    "/categories": [],
+    "/deals": [*LIST_PARAMS, "deal_id", "sort", "skip", "limit", "count", "cursor", CONSISTENCY],
+    "/deals/stats": [
+        "min_stars",
+        "price_min",
+        "price_max",
+        "category",
+        "is_available",
+        CONSISTENCY,
+    ],
+    "/deals/{id}": ["id", "If-None-Match", CONSISTENCY],
+    "/hotels": ["city", "skip", "limit", "count", CONSISTENCY],
+    "/hotels/{id}": ["id", CONSISTENCY],
+    "/categories": [CONSISTENCY],
 }
 ERRORS = {
     "/deals": ["422", "503", "504"],
@@ -30,7 +38,7 @@ ERRORS = {
     "/deals/{id}": ["404", "422", "503", "504"],
     "/hotels": ["422", "503", "504"],
     "/hotels/{id}": ["404", "422", "503", "504"],
-    "/categories": ["503", "504"],
+    "/categories": ["422", "503", "504"],  # 422: a bad X-Read-Consistency
 }
 
 

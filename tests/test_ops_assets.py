@@ -40,7 +40,7 @@ SPEC_METRICS = {
     "stats_cache_requests_total": "counter",
     "events_written_total": "counter",
 }
-# The read replicas' gauges, named here first (the replica issue implements them).
+# The read replicas' gauges (service/api/replica_metrics.py).
 REPLICA_METRICS = {"db_replica_lag_seconds": "gauge", "db_replica_up": "gauge"}
 METRICS = SPEC_METRICS | REPLICA_METRICS
 
@@ -307,6 +307,15 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
 def test_ops_readme_lists_the_metric_names() -> None:
     rows = re.findall(r"^\| `(\w+)` \| (\w+) \|", README.read_text(), flags=re.MULTILINE)
     assert dict(rows) == METRICS
+
+
+def test_the_service_exports_the_replica_gauges_the_rules_read() -> None:
+    from service.api.replica_metrics import REPLICA_LAG, REPLICA_UP
+
+    exported = {
+        gauge._name: (gauge._type, gauge._labelnames) for gauge in (REPLICA_LAG, REPLICA_UP)
+    }
+    assert exported == {name: (kind, ("replica",)) for name, kind in REPLICA_METRICS.items()}
 
 
 # --- promtool, when installed ----------------------------------------------------------

@@ -59,6 +59,8 @@ def test_every_variable_is_read() -> None:
         "METRICS_TOKEN": "scrape-me",
         "RATE_LIMIT": "200/s",
         "REDIS_URL": "redis://cache:6379/0",
+        "DATABASE_REPLICA_URLS": "postgres://u:p@replica1/deals, postgresql://u@replica2:5433/deals,",
+        "REPLICA_MAX_LAG_SECONDS": "0.5",
     }
     assert Settings.from_env(env) == Settings(
         database_url="postgres://u:p@db:5433/deals",
@@ -82,6 +84,11 @@ def test_every_variable_is_read() -> None:
         metrics_token="scrape-me",
         rate_limit="200/s",
         redis_url="redis://cache:6379/0",
+        database_replica_urls=(
+            "postgres://u:p@replica1/deals",
+            "postgresql://u@replica2:5433/deals",
+        ),
+        replica_max_lag_seconds=0.5,
     )
 
 
@@ -145,6 +152,11 @@ def test_log_levels_in_any_case(level: str) -> None:
         ({"POOL_ACQUIRE_TIMEOUT": "inf"}, "POOL_ACQUIRE_TIMEOUT=inf must be a finite number"),
         ({"STATS_CACHE_SECONDS": "inf"}, "STATS_CACHE_SECONDS=inf must be a finite number"),
         ({"SHUTDOWN_DRAIN_SECONDS": "inf"}, "SHUTDOWN_DRAIN_SECONDS=inf must be a finite number"),
+        ({"REPLICA_MAX_LAG_SECONDS": "0"}, "REPLICA_MAX_LAG_SECONDS=0 must be > 0"),
+        (
+            {"REPLICA_MAX_LAG_SECONDS": "inf"},
+            "REPLICA_MAX_LAG_SECONDS=inf must be a finite number",
+        ),
         # one of a set
         (
             {"LOG_LEVEL": "Verbose"},
@@ -159,7 +171,23 @@ def test_log_levels_in_any_case(level: str) -> None:
             {"DATABASE_URL": "localhost:5432/deals"},
             "DATABASE_URL='localhost:5432/deals' must start with postgresql:// or postgres://",
         ),
+        (
+            {"DATABASE_REPLICA_URLS": "postgresql://r1/deals,mysql://app:s3cret@r2/deals"},
+            "DATABASE_REPLICA_URLS has 'mysql://app:***@r2/deals', which must start with "
+            "postgresql:// or postgres://",
+        ),
         # across fields
+        (
+            {"DATABASE_REPLICA_URLS": "postgresql://a:x@r1/deals,postgres://b:y@r1:5432/other"},
+            "DATABASE_REPLICA_URLS lists r1:5432 more than once",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgresql://db/deals",
+                "DATABASE_REPLICA_URLS": "postgresql://db/deals",
+            },
+            "DATABASE_REPLICA_URLS lists DATABASE_URL itself: name the replicas only",
+        ),
         (
             {"POOL_MIN_SIZE": "5", "POOL_MAX_SIZE": "2"},
             "POOL_MIN_SIZE=5 must not exceed POOL_MAX_SIZE=2",
@@ -218,6 +246,8 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     assert Settings().database_url is None
     assert table.pop("CORS_ORIGINS").startswith("unset")
     assert Settings().cors_origins == ()
+    assert table.pop("DATABASE_REPLICA_URLS").startswith("unset")
+    assert Settings().database_replica_urls == ()
     unset = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "METRICS_TOKEN")
     for var in (*unset, "RATE_LIMIT", "REDIS_URL"):
         assert table.pop(var).startswith("unset"), var

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from service import logs
 from service.api.auth import access_middleware, declare_security, rate_limited
 from service.api.categories import CategoriesController
+from service.api.consistency import ReadConsistency
 from service.api.deals import DealsController
 from service.api.errors import handle_exception
 from service.api.events import EventsController
@@ -31,6 +32,7 @@ from service.api.http import (
 from service.api.imports import ImportController
 from service.api.metrics import instrument, metrics_page, pool_gauges
 from service.api.openapi import declare_rate_limit, finish_openapi
+from service.api.replica_metrics import replica_gauges
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
 from service.compat import fix_options_allow, keep_integer_bounds_exact
@@ -77,6 +79,9 @@ def create_app(settings: Settings) -> Litestar:
     keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
     routes = [*ROUTES, metrics_page] if settings.metrics else ROUTES
     lifespans = [lifespan, lambda _app: pool_gauges(db)] if settings.metrics else [lifespan]
+    if settings.metrics and db.replicas is not None:
+        lifespans.append(lambda app: replica_gauges(db.replicas))
+    consistency = ReadConsistency()  # X-Read-Consistency: primary
     app = Litestar(
         route_handlers=routes,
         lifespan=lifespans,
@@ -109,9 +114,10 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
         logging_config=None,  # logging is configured once, by service.logs
-        middleware=[drain_middleware, *access_middleware(settings, redis)],
+        middleware=[drain_middleware, *access_middleware(settings, redis), consistency.middleware],
     )
     finish_openapi(app)
+    consistency.declare(app)
     if settings.auth_on:
         declare_security(app)
     if settings.rate_limit is not None:

@@ -192,7 +192,8 @@ class EventsController(Controller):
         listening = wait > 0 and await db.listener.start()
         while True:
             changed = db.listener.changed()  # taken before the read: no commit slips between
-            async with db.connection() as conn:
+            # the primary's: its wake-ups come from the primary, a replica's feed may lag
+            async with db.primary() as conn:
                 rows = await list_events(
                     conn, after=position.last_id, limit=limit, retention=retention
                 )

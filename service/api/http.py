@@ -57,6 +57,7 @@ CORS_ALLOW_HEADERS: Final = [
     "Content-Type",
     "If-Match",
     "If-None-Match",
+    "X-Read-Consistency",
     "X-Request-ID",
 ]
 CORS_EXPOSE_HEADERS: Final = [

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 import msgspec
 
 from service.db.catalogue import SESSION_MODE, Connection
 from service.db.listener import EventListener
+from service.db.replicas import PRIMARY_READS, Replicas
 from service.settings import Settings, redact_url
 
 log = logging.getLogger("service.db")
@@ -51,6 +52,10 @@ class Database:
         self._waiting = 0
         # GET /events?wait: one LISTEN connection per worker (service/db/listener.py)
         self.listener = EventListener(self.url, settings.pool_acquire_timeout)
+        # DATABASE_REPLICA_URLS: the reads' pools, their lag checks (service/db/replicas.py)
+        self.replicas = (
+            Replicas(settings, self._open_pool) if settings.database_replica_urls else None
+        )
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -58,12 +63,15 @@ class Database:
             raise RuntimeError("the database pool is not open")
         return self._pool
 
-    def _make_pool(self, min_size: int) -> asyncpg.Pool[asyncpg.Record]:
+    def _make_pool(
+        self, url: str, min_size: int, max_size: int | None = None
+    ) -> asyncpg.Pool[asyncpg.Record]:
+        """A pool of the primary (url) or of a replica, every connection set up alike."""
         s = self.settings
         return asyncpg.create_pool(
-            self.url,
+            url,
             min_size=min_size,
-            max_size=s.pool_max_size,
+            max_size=max_size or s.pool_max_size,
             timeout=s.pool_acquire_timeout,  # connect timeout
             command_timeout=None,
             max_inactive_connection_lifetime=300,
@@ -81,20 +89,29 @@ class Database:
             },
         )
 
-    async def open(self) -> None:
+    async def _open_pool(
+        self, url: str, min_size: int, max_size: int | None = None
+    ) -> asyncpg.Pool[asyncpg.Record]:
         try:
-            self._pool = await self._make_pool(self.settings.pool_min_size)
+            return await self._make_pool(url, min_size, max_size)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.warning(
                 "database %s is not reachable at start-up (%s); serving anyway, "
                 "connections open on demand",
-                redact_url(self.url),
+                redact_url(url),
                 exc.__class__.__name__,
             )
-            self._pool = await self._make_pool(0)
+            return await self._make_pool(url, 0, max_size)
+
+    async def open(self) -> None:
+        self._pool = await self._open_pool(self.url, self.settings.pool_min_size)
+        if self.replicas is not None:
+            await self.replicas.open()
 
     async def close(self) -> None:
         await self.listener.close()
+        if self.replicas is not None:
+            await self.replicas.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -111,8 +128,16 @@ class Database:
             waiting=self._waiting,
         )
 
+    def connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A read's connection: a fit replica's when there are replicas (the request did not
+        ask for the primary with X-Read-Consistency), else the primary's. Writes, and the
+        reads inside them, take transaction(); reads that must see the primary, primary()."""
+        if self.replicas is None or PRIMARY_READS.get():
+            return self.primary()
+        return self.replicas.connection(self.primary)
+
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
+    async def primary(self) -> AsyncIterator[Connection]:
         """A pooled connection within the acquire timeout (else TimeoutError), or Overloaded.
 
         Under overload the acquire timeout sheds what cannot be served in time
@@ -136,5 +161,5 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
-        async with self.connection() as conn, conn.transaction():
+        async with self.primary() as conn, conn.transaction():
             yield conn
