@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import msgspec
 
 from service.db.catalogue import Connection
-from service.db.listener import EventListener
+from service.db.listener import POLL_SECONDS, EventListener
 from service.settings import Settings, redact_url
 
 log = logging.getLogger("service.db")
@@ -37,8 +38,58 @@ async def keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
     UNLISTEN *; RESET ALL` on every release: a round trip per request, for
     session state this service never creates (no advisory locks, cursors,
-    LISTEN or SET; its settings are the connection's startup defaults).
+    LISTEN or SET; its settings are the connection's startup defaults, or SET
+    LOCAL through PgBouncer).
     """
+
+
+def session_settings(settings: Settings) -> dict[str, str]:
+    """The settings every query of the API runs with."""
+    return {
+        "statement_timeout": str(settings.statement_timeout_ms),
+        # a transaction left open (a bug, a stuck client) ends instead of
+        # holding its locks and its connection forever
+        "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
+        # Plan each execution with its values: the optional filters
+        # `($1 IS NULL OR ...)` then fold away and the given ones use
+        # their indexes. A cached generic plan cannot, and PostgreSQL
+        # may switch a prepared statement to one after 5 runs.
+        "plan_cache_mode": "force_custom_plan",
+    }
+
+
+def connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
+    """asyncpg's connection arguments for DATABASE_POOLER.
+
+    none: every setting travels in the startup packet; asyncpg caches named
+    prepared statements (one round trip per query).
+    pgbouncer (transaction mode): the startup packet carries application_name
+    only (PgBouncer 1.18 refuses any parameter it does not track: "unsupported
+    startup parameter"); session_settings become SET LOCAL in each transaction
+    (begin_statement). No statement cache: a named statement lives on one server
+    connection and the next transaction may get another ("prepared statement
+    __asyncpg_stmt_N__ does not exist"). asyncpg then sends unnamed statements,
+    their Describe and their Bind/Execute in one Sync, so each stays on one server.
+    """
+    if settings.database_pooler == "pgbouncer":
+        return {
+            "server_settings": {"application_name": application_name},
+            "statement_cache_size": 0,
+        }
+    return {"server_settings": {"application_name": application_name, **session_settings(settings)}}
+
+
+def begin_statement(settings: Settings) -> str:
+    """BEGIN and the session_settings as SET LOCAL: one simple-protocol round trip.
+
+    Not in sql/: PostgreSQL binds no parameter in SET or in a multi-statement
+    text; the values are the service's own validated settings, quoted here.
+    """
+    sets = "".join(
+        f"; SET LOCAL {name} = '{value.replace(chr(39), chr(39) * 2)}'"
+        for name, value in session_settings(settings).items()
+    )
+    return f"BEGIN{sets}"
 
 
 class Database:
@@ -49,8 +100,20 @@ class Database:
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._waiting = 0
-        # GET /events?wait: one LISTEN connection per worker (service/db/listener.py)
-        self.listener = EventListener(self.url, settings.pool_acquire_timeout)
+        # Through PgBouncer every pooled connection is used inside a transaction that
+        # starts with the settings (connect_kwargs); None: no transaction for reads.
+        self._begin = begin_statement(settings) if settings.database_pooler == "pgbouncer" else None
+        # GET /events?wait: one LISTEN connection per worker (service/db/listener.py);
+        # LISTEN needs a session, which PgBouncer in transaction mode does not give.
+        listen = settings.direct_url if self._begin is None else settings.database_direct_url
+        if listen is None:
+            log.warning(
+                "DATABASE_POOLER=pgbouncer without DATABASE_DIRECT_URL: GET /events?wait "
+                "reads the feed again every %g s instead of LISTENing (LISTEN needs a "
+                "session); set DATABASE_DIRECT_URL to PostgreSQL itself",
+                POLL_SECONDS,
+            )
+        self.listener = EventListener(listen, settings.pool_acquire_timeout)
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -68,18 +131,7 @@ class Database:
             command_timeout=None,
             max_inactive_connection_lifetime=300,
             reset=keep_session,
-            server_settings={
-                "application_name": "deals-api",
-                "statement_timeout": str(s.statement_timeout_ms),
-                # a transaction left open (a bug, a stuck client) ends instead of
-                # holding its locks and its connection forever
-                "idle_in_transaction_session_timeout": str(s.idle_in_transaction_timeout_ms),
-                # Plan each execution with its values: the optional filters
-                # `($1 IS NULL OR ...)` then fold away and the given ones use
-                # their indexes. A cached generic plan cannot, and PostgreSQL
-                # may switch a prepared statement to one after 5 runs.
-                "plan_cache_mode": "force_custom_plan",
-            },
+            **connect_kwargs(s, "deals-api"),
         )
 
     async def open(self) -> None:
@@ -130,12 +182,36 @@ class Database:
         finally:
             self._waiting -= 1
         try:
-            yield conn
+            if self._begin is None:
+                yield conn
+            else:
+                async with self._in_transaction(conn):
+                    yield conn
         finally:
             await self.pool.release(conn)
 
     @asynccontextmanager
+    async def _in_transaction(self, conn: Connection) -> AsyncIterator[None]:
+        """DATABASE_POOLER=pgbouncer: BEGIN with the settings, COMMIT, or ROLLBACK on error."""
+        assert self._begin is not None
+        await conn.execute(self._begin)
+        try:
+            yield
+        except BaseException:
+            if not conn.is_closed():
+                try:
+                    await conn.execute("ROLLBACK")
+                except Exception:  # the connection broke: release() discards it
+                    log.debug("ROLLBACK failed", exc_info=True)
+            raise
+        await conn.execute("COMMIT")
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
+        if self._begin is not None:  # every pooled connection is in one already
+            async with self.connection() as conn:
+                yield conn
+            return
         async with self.connection() as conn, conn.transaction():
             yield conn
