@@ -55,14 +55,22 @@ WORK_MEM = "256MB"
 APPLICATION_NAME = "deals-load"
 
 
-async def connect(url: str) -> asyncpg.Connection[Any]:
+async def connect(url: str, *, pooled: bool = False) -> asyncpg.Connection[Any]:
+    """pooled: `url` is PgBouncer in transaction mode. The load is one transaction, so its
+    advisory xact lock and its ON COMMIT DROP work tables hold there; the startup
+    packet may carry application_name only, and no statement is cached (a named
+    one would stay behind on a server connection another client gets next)."""
     settings = {
         "application_name": APPLICATION_NAME,
         # a killed loader's backend notices within a second and rolls back
         "client_connection_check_interval": "1000",
     }
+    cache = 100  # asyncpg's default
+    if pooled:  # PgBouncer closes the server connection of a client that vanishes mid-load
+        del settings["client_connection_check_interval"]
+        cache = 0
     try:
-        return await asyncpg.connect(url, server_settings=settings)
+        return await asyncpg.connect(url, server_settings=settings, statement_cache_size=cache)
     except asyncpg.InvalidParameterValueError:  # a platform without the connection check
         del settings["client_connection_check_interval"]
         return await asyncpg.connect(url, server_settings=settings)
@@ -104,6 +112,7 @@ async def load_file(
     work_mem: str = WORK_MEM,
     row_fk_checks: bool = False,
     events_retention: timedelta = timedelta(days=7),
+    pooled: bool = False,
 ) -> LoadSummary:
     """Load a deals CSV; return the summary, or raise a LoadError having written nothing.
 
@@ -113,7 +122,8 @@ async def load_file(
     the commit. if_empty loads only into an empty deals table. notify gets
     the "waiting for another load" message. row_fk_checks keeps the per-row
     foreign-key triggers even where the role could skip them (see
-    may_skip_row_triggers in sql/load.sql).
+    may_skip_row_triggers in sql/load.sql). pooled: the URL is PgBouncer in
+    transaction mode (connect()).
     """
     started = time.perf_counter()
     path = Path(path)
@@ -122,7 +132,7 @@ async def load_file(
         source = stack.enter_context(Source(path))
         out = open_rejects(Path(rejects), stack) if rejects is not None else None
         stack.callback(progress.close)
-        conn = await connect(target) if isinstance(target, str) else target
+        conn = await connect(target, pooled=pooled) if isinstance(target, str) else target
         watchdog = ConnectionWatchdog(conn)
         try:
             loader = Loader(
