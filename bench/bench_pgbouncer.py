@@ -1,0 +1,241 @@
+"""PgBouncer in transaction mode vs PostgreSQL directly: `python -m bench.bench_pgbouncer`.
+
+On the 50,000-deal data set, one run, one machine (wrk, the API, PgBouncer and
+PostgreSQL share its two cores): ratios within the run are what is judged.
+
+1. Round trips, one asyncpg connection, GET /deals/{id}'s query in a loop: the
+   statement cache on (direct), off, off inside `BEGIN; SET LOCAL ...` / COMMIT
+   (what DATABASE_POOLER=pgbouncer does per request), and that through PgBouncer.
+2. One API process, wrk with 32 connections, GET /deals/{id} and GET
+   /deals?limit=20: direct; DATABASE_POOLER=pgbouncer straight at PostgreSQL
+   (the mode's cost alone); through PgBouncer (the mode and the extra hop).
+3. Four API processes (POOL_MAX_SIZE=20 each: 80 client connections) under 256
+   wrk connections on GET /deals/{id}: direct (up to 80 server connections) vs
+   through PgBouncer with default_pool_size=20; pg_stat_activity's client
+   backends of the database sampled every 0.2 s (the sampler's own excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+
+from bench import ROOT
+from bench.common import LoadResult, api_server, embedded_server, loaded_database, row, run_wrk
+from service.db.catalogue import CATALOGUE
+from service.db.pool import begin_statement
+from service.settings import Settings
+
+DEALS = 50_000
+LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
+SERVER_POOL = 20  # PgBouncer's default_pool_size
+WORKERS = 4
+WORKER_POOL = 20  # POOL_MAX_SIZE of each worker
+SCALE_CONNECTIONS = 256
+CUSTOM = {"plan_cache_mode": "force_custom_plan"}
+
+
+@contextmanager
+def bouncer(admin_url: str, pool_size: int) -> Iterator[Any]:
+    if not (shutil.which("pgbouncer") or os.access("/usr/sbin/pgbouncer", os.X_OK)):
+        raise SystemExit("pgbouncer is needed: apt-get install -y pgbouncer")
+    from tests.pgbouncer import pgbouncer  # the tests' starter: free port, trust, transaction mode
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pgbouncer-") as folder,
+        pgbouncer(Path(folder), admin_url, pool_size=pool_size, max_client_conn=2000) as b,
+    ):
+        yield b
+
+
+# 1. Round trips ---------------------------------------------------------------------------
+
+
+async def round_trips(url: str, loops: int, mode: str, settings: Settings) -> float:
+    """Seconds per GET /deals/{id} query in `mode`: cached, unnamed, unnamed+tx."""
+    sql = CATALOGUE["get_deal"].sql
+    cache = 100 if mode == "cached" else 0
+    # as the pool: force_custom_plan in the startup packet, where PgBouncer is not in between
+    startup = {} if url.startswith("postgresql://") and "127.0.0.1" in url else CUSTOM
+    conn = await asyncpg.connect(url, statement_cache_size=cache, server_settings=startup)
+    begin = begin_statement(settings)
+    try:
+        await conn.fetchrow(sql, 1)
+        started = time.perf_counter()
+        for n in range(loops):
+            if mode == "unnamed+tx":
+                await conn.execute(begin)
+            await conn.fetchrow(sql, 1 + n * 7919 % DEALS)
+            if mode == "unnamed+tx":
+                await conn.execute("COMMIT")
+        return (time.perf_counter() - started) / loops
+    finally:
+        await conn.close()
+
+
+def bench_round_trips(direct: str, pooled: str, loops: int, rounds: int = 10) -> None:
+    """Each mode in turn, `rounds` times (the machine's load drifts): the median round."""
+    settings = Settings(database_url=direct)
+    runs = [
+        ("direct, statement cache on (pooler none)", direct, "cached"),
+        ("direct, cache off", direct, "unnamed"),
+        ("direct, cache off, BEGIN+SET LOCAL/COMMIT", direct, "unnamed+tx"),
+        ("PgBouncer, cache off", pooled, "unnamed"),
+        ("PgBouncer, cache off, BEGIN+SET LOCAL/COMMIT", pooled, "unnamed+tx"),
+    ]
+    seen: dict[str, list[float]] = {label: [] for label, _url, _mode in runs}
+    for _ in range(rounds):
+        for label, url, mode in runs:
+            seen[label].append(asyncio.run(round_trips(url, loops // rounds, mode, settings)))
+    each = loops // rounds
+    print(f"\n1. one connection, get_deal in a loop: the median of {rounds} rounds of {each}")
+    base = statistics.median(seen[runs[0][0]])
+    for label, _url, _mode in runs:
+        seconds = statistics.median(seen[label])
+        print(f"  {label:<48} {seconds * 1e6:8.0f} us/query  x{seconds / base:.2f}")
+
+
+def ratios(result: LoadResult, base: LoadResult) -> str:
+    return (
+        f"req/s x{result.requests_per_s / base.requests_per_s:.2f}, "
+        f"p50 x{result.p50_ms / base.p50_ms:.2f}, p99 x{result.p99_ms / base.p99_ms:.2f}"
+    )
+
+
+# 2. One API process -------------------------------------------------------------------------
+
+
+def load(base: str, path: str, args: argparse.Namespace, connections: int) -> LoadResult:
+    if path == "/deals/{id}":
+        return run_wrk(
+            base,
+            connections=connections,
+            seconds=args.seconds,
+            script=LUA_RANDOM_DEAL,
+            script_args=[str(DEALS)],
+        )
+    return run_wrk(base + path, connections=connections, seconds=args.seconds)
+
+
+def bench_one_process(direct: str, pooled: str, args: argparse.Namespace) -> None:
+    modes = [
+        ("direct", direct, {}),
+        ("DATABASE_POOLER=pgbouncer, direct", direct, {"DATABASE_POOLER": "pgbouncer"}),
+        (
+            "through PgBouncer",
+            pooled,
+            {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": direct},
+        ),
+    ]
+    print(f"\n2. one API process, wrk -c32 -d{args.seconds}s")
+    for path in ("/deals/{id}", "/deals?limit=20"):
+        results: list[LoadResult] = []
+        for label, url, env in modes:
+            with api_server(url, env={"ACCESS_LOG": "false", **env}) as (base, _process):
+                load(base, path, args, 32)  # warm-up: pools, caches, JIT-free plans
+                result = load(base, path, args, 32)
+            results.append(result)
+            print(f"  {row(f'GET {path} {label}', result)}")
+        first = results[0]
+        for (label, _url, _env), result in zip(modes[1:], results[1:], strict=True):
+            print(f"  ratio {label} / direct: {ratios(result, first)}")
+
+
+# 3. Four API processes, 256 connections ---------------------------------------------------
+
+
+class Sampler:
+    """The most client backends of one database seen in pg_stat_activity while it runs."""
+
+    QUERY = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.most = 0
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                found = conn.execute(self.QUERY.encode()).fetchone()
+                self.samples.append(int(found[0]) if found else 0)
+                self._stop.wait(0.2)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.most = max(self.samples, default=0)
+
+
+def bench_scale_out(direct: str, pooled: str, args: argparse.Namespace) -> None:
+    print(
+        f"\n3. {WORKERS} API processes (POOL_MAX_SIZE={WORKER_POOL} each), "
+        f"wrk -c{SCALE_CONNECTIONS} -d{args.seconds}s GET /deals/{{id}}"
+    )
+    modes = [
+        ("direct", direct, {}),
+        (
+            f"PgBouncer pool {SERVER_POOL}",
+            pooled,
+            {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": direct},
+        ),
+    ]
+    results = []
+    for label, url, env in modes:
+        server_env = {"ACCESS_LOG": "false", "POOL_MAX_SIZE": str(WORKER_POOL), **env}
+        with api_server(url, workers=WORKERS, env=server_env) as (base, _process):
+            load(base, "/deals/{id}", args, SCALE_CONNECTIONS)  # warm-up
+            with Sampler(direct) as sampler:
+                result = load(base, "/deals/{id}", args, SCALE_CONNECTIONS)
+        results.append(result)
+        print(f"  {row(f'{label}', result)}")
+        print(f"    server connections (pg_stat_activity): at most {sampler.most}")
+    print(f"  ratio PgBouncer / direct: {ratios(results[1], results[0])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--loops", type=int, default=5000, help="queries per round-trip run")
+    parser.add_argument("--only", choices=["trips", "one", "scale"], action="append")
+    args = parser.parse_args()
+    parts = set(args.only or ["trips", "one", "scale"])
+    server = embedded_server()
+    direct = loaded_database(server, DEALS)
+    with bouncer(server.url("postgres"), SERVER_POOL) as b:
+        pooled = b.url(direct)
+        print(f"PgBouncer {b.port}: transaction mode, default_pool_size={SERVER_POOL}")
+        if "trips" in parts:
+            bench_round_trips(direct, pooled, args.loops)
+        if "one" in parts:
+            bench_one_process(direct, pooled, args)
+        if "scale" in parts:
+            bench_scale_out(direct, pooled, args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
