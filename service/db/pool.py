@@ -198,11 +198,10 @@ class Database:
         try:
             yield
         except BaseException:
-            if not conn.is_closed():
-                try:
-                    await conn.execute("ROLLBACK")
-                except Exception:  # the connection broke: release() discards it
-                    log.debug("ROLLBACK failed", exc_info=True)
+            try:
+                await conn.execute("ROLLBACK")
+            except Exception:  # the connection broke, and the pool took it back
+                log.debug("no ROLLBACK: the connection is gone", exc_info=True)
             raise
         await conn.execute("COMMIT")
 
