@@ -192,6 +192,38 @@ async def test_each_connection_is_a_transaction_with_the_settings_as_set_local(
     assert seen == ["0"] * POOL_SIZE
 
 
+async def test_idle_in_transaction_timeout_as_set_local_ends_a_stuck_request(
+    database_url: str, bouncer: PgBouncer
+) -> None:
+    """SET LOCAL idle_in_transaction_session_timeout arms for the transaction it is set in."""
+    settings = pooled(database_url, bouncer, idle_in_transaction_timeout_ms=200, pool_max_size=1)
+    db = Database(settings)
+    await db.open()
+    try:
+
+        async def stuck() -> None:
+            async with db.connection() as conn:
+                await conn.fetchval("SELECT 1")
+                await asyncio.sleep(1.5)  # a stuck handler, inside its transaction
+                await conn.fetchval("SELECT 2")
+
+        # PostgreSQL ends the session (FATAL 25P03); PgBouncer closes its client, and the
+        # pool takes the connection back from under the handler
+        with pytest.raises(asyncpg.InterfaceError, match="released back to the pool"):
+            await stuck()
+        name = urlsplit(database_url).path.lstrip("/")
+        crashed = [
+            line
+            for line in bouncer.log().splitlines()
+            if f" {name}/" in line and "closing because: server conn crashed?" in line
+        ]
+        assert crashed
+        async with db.connection() as conn:  # the pool replaces the connection
+            assert await conn.fetchval("SELECT 3") == 3
+    finally:
+        await db.close()
+
+
 async def test_a_failed_statement_rolls_back_and_the_connection_serves_the_next_request(
     database_url: str, bouncer: PgBouncer, known: Known
 ) -> None:
