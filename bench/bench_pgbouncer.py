@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,19 +119,31 @@ def ratios(result: LoadResult, base: LoadResult) -> str:
 # 2. One API process -------------------------------------------------------------------------
 
 
-def load(base: str, path: str, args: argparse.Namespace, connections: int) -> LoadResult:
+def load(base: str, path: str, seconds: int, connections: int) -> LoadResult:
     if path == "/deals/{id}":
         return run_wrk(
             base,
             connections=connections,
-            seconds=args.seconds,
+            seconds=seconds,
             script=LUA_RANDOM_DEAL,
             script_args=[str(DEALS)],
         )
-    return run_wrk(base + path, connections=connections, seconds=args.seconds)
+    return run_wrk(base + path, connections=connections, seconds=seconds)
+
+
+def median_result(results: list[LoadResult]) -> LoadResult:
+    """The round with the median req/s (its latencies and errors with it)."""
+    return sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+
+
+# Same for every mode: a request waits for a pooled connection up to 10 s rather than
+# getting a 503 at 2 s, so that req/s compares the paths, not the load shedding.
+SERVER_ENV = {"ACCESS_LOG": "false", "POOL_ACQUIRE_TIMEOUT": "10"}
 
 
 def bench_one_process(direct: str, pooled: str, args: argparse.Namespace) -> None:
+    """The three servers run side by side; each round loads each in turn (the shared
+    machine's load drifts), and the median round of each is shown."""
     modes = [
         ("direct", direct, {}),
         ("DATABASE_POOLER=pgbouncer, direct", direct, {"DATABASE_POOLER": "pgbouncer"}),
@@ -141,18 +153,24 @@ def bench_one_process(direct: str, pooled: str, args: argparse.Namespace) -> Non
             {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": direct},
         ),
     ]
-    print(f"\n2. one API process, wrk -c32 -d{args.seconds}s")
-    for path in ("/deals/{id}", "/deals?limit=20"):
-        results: list[LoadResult] = []
-        for label, url, env in modes:
-            with api_server(url, env={"ACCESS_LOG": "false", **env}) as (base, _process):
-                load(base, path, args, 32)  # warm-up: pools, caches, JIT-free plans
-                result = load(base, path, args, 32)
-            results.append(result)
-            print(f"  {row(f'GET {path} {label}', result)}")
-        first = results[0]
-        for (label, _url, _env), result in zip(modes[1:], results[1:], strict=True):
-            print(f"  ratio {label} / direct: {ratios(result, first)}")
+    print(f"\n2. one API process, wrk -c32, the median of {args.rounds} rounds of {args.seconds} s")
+    with ExitStack() as stack:
+        bases = [
+            stack.enter_context(api_server(url, env={**SERVER_ENV, **env}))[0]
+            for _label, url, env in modes
+        ]
+        for path in ("/deals/{id}", "/deals?limit=20"):
+            for base in bases:
+                load(base, path, 3, 32)  # warm-up: pools, caches
+            seen: list[list[LoadResult]] = [[] for _ in modes]
+            for _ in range(args.rounds):
+                for n, base in enumerate(bases):
+                    seen[n].append(load(base, path, args.seconds, 32))
+            results = [median_result(r) for r in seen]
+            for (label, _url, _env), result in zip(modes, results, strict=True):
+                print(f"  {row(f'GET {path} {label}', result)}")
+            for (label, _url, _env), result in zip(modes[1:], results[1:], strict=True):
+                print(f"  ratio {label} / direct: {ratios(result, results[0])}")
 
 
 # 3. Four API processes, 256 connections ---------------------------------------------------
@@ -191,35 +209,42 @@ class Sampler:
 
 
 def bench_scale_out(direct: str, pooled: str, args: argparse.Namespace) -> None:
+    """One mode at a time (pg_stat_activity counts the database's backends), in turns."""
     print(
-        f"\n3. {WORKERS} API processes (POOL_MAX_SIZE={WORKER_POOL} each), "
-        f"wrk -c{SCALE_CONNECTIONS} -d{args.seconds}s GET /deals/{{id}}"
+        f"\n3. {WORKERS} API processes (POOL_MAX_SIZE={WORKER_POOL} each), wrk "
+        f"-c{SCALE_CONNECTIONS} GET /deals/{{id}}, the median of {args.rounds} rounds "
+        f"of {args.seconds} s"
     )
     modes = [
         ("direct", direct, {}),
         (
-            f"PgBouncer pool {SERVER_POOL}",
+            f"PgBouncer default_pool_size={SERVER_POOL}",
             pooled,
             {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": direct},
         ),
     ]
-    results = []
-    for label, url, env in modes:
-        server_env = {"ACCESS_LOG": "false", "POOL_MAX_SIZE": str(WORKER_POOL), **env}
-        with api_server(url, workers=WORKERS, env=server_env) as (base, _process):
-            load(base, "/deals/{id}", args, SCALE_CONNECTIONS)  # warm-up
-            with Sampler(direct) as sampler:
-                result = load(base, "/deals/{id}", args, SCALE_CONNECTIONS)
-        results.append(result)
-        print(f"  {row(f'{label}', result)}")
-        print(f"    server connections (pg_stat_activity): at most {sampler.most}")
+    seen: list[list[LoadResult]] = [[] for _ in modes]
+    most = [0 for _ in modes]
+    for _ in range(args.rounds):
+        for n, (_label, url, env) in enumerate(modes):
+            server_env = {**SERVER_ENV, "POOL_MAX_SIZE": str(WORKER_POOL), **env}
+            with api_server(url, workers=WORKERS, env=server_env) as (base, _process):
+                load(base, "/deals/{id}", 3, SCALE_CONNECTIONS)  # warm-up
+                with Sampler(direct) as sampler:
+                    seen[n].append(load(base, "/deals/{id}", args.seconds, SCALE_CONNECTIONS))
+            most[n] = max(most[n], sampler.most)
+    results = [median_result(r) for r in seen]
+    for (label, _url, _env), result, connections in zip(modes, results, most, strict=True):
+        print(f"  {row(label, result)}")
+        print(f"    client backends in pg_stat_activity, most seen: {connections}")
     print(f"  ratio PgBouncer / direct: {ratios(results[1], results[0])}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--loops", type=int, default=5000, help="queries per round-trip run")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each HTTP mode")
+    parser.add_argument("--loops", type=int, default=5000, help="queries per round-trip mode")
     parser.add_argument("--only", choices=["trips", "one", "scale"], action="append")
     args = parser.parse_args()
     parts = set(args.only or ["trips", "one", "scale"])
