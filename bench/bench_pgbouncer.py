@@ -11,8 +11,12 @@ PostgreSQL share its two cores): ratios within the run are what is judged.
    (the mode's cost alone); through PgBouncer (the mode and the extra hop).
 3. Four API processes (POOL_MAX_SIZE=20 each: 80 client connections) under 256
    wrk connections on GET /deals/{id}: direct (up to 80 server connections) vs
-   through PgBouncer with default_pool_size=20; pg_stat_activity's client
-   backends of the database sampled every 0.2 s (the sampler's own excluded).
+   through PgBouncer with default_pool_size=20 (on a copy of the database);
+   pg_stat_activity's client backends of each database sampled every 0.2 s
+   (the sampler's own excluded).
+
+Each HTTP mode runs in turns, --rounds times, and the median round is shown:
+the shared machine's load drifts within minutes.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from bench import ROOT
 from bench.common import LoadResult, api_server, embedded_server, loaded_database, row, run_wrk
 from service.db.catalogue import CATALOGUE
 from service.db.pool import begin_statement
+from service.embedded import EmbeddedPostgres
 from service.settings import Settings
 
 DEALS = 50_000
@@ -208,35 +213,49 @@ class Sampler:
         self.most = max(self.samples, default=0)
 
 
-def bench_scale_out(direct: str, pooled: str, args: argparse.Namespace) -> None:
-    """One mode at a time (pg_stat_activity counts the database's backends), in turns."""
+def clone(server: EmbeddedPostgres, template: str, name: str) -> str:
+    """A copy of the bench database, so that each scale-out mode counts its own backends."""
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'.encode())
+    return server.url(name)
+
+
+def bench_scale_out(direct: str, copy: str, b: Any, args: argparse.Namespace) -> None:
+    """Both servers up at once (4 workers take ~30 s to start on the loaded machine), each on
+    its own copy of the data, so pg_stat_activity counts each mode's backends; in turns."""
     print(
         f"\n3. {WORKERS} API processes (POOL_MAX_SIZE={WORKER_POOL} each), wrk "
         f"-c{SCALE_CONNECTIONS} GET /deals/{{id}}, the median of {args.rounds} rounds "
         f"of {args.seconds} s"
     )
     modes = [
-        ("direct", direct, {}),
+        ("direct", direct, direct, {}),
         (
             f"PgBouncer default_pool_size={SERVER_POOL}",
-            pooled,
-            {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": direct},
+            b.url(copy),
+            copy,
+            {"DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": copy},
         ),
     ]
     seen: list[list[LoadResult]] = [[] for _ in modes]
     most = [0 for _ in modes]
-    for _ in range(args.rounds):
-        for n, (_label, url, env) in enumerate(modes):
+    with ExitStack() as stack:
+        bases = []
+        for _label, url, _db, env in modes:
             server_env = {**SERVER_ENV, "POOL_MAX_SIZE": str(WORKER_POOL), **env}
-            with api_server(url, workers=WORKERS, env=server_env) as (base, _process):
-                load(base, "/deals/{id}", 3, SCALE_CONNECTIONS)  # warm-up
-                with Sampler(direct) as sampler:
-                    seen[n].append(load(base, "/deals/{id}", args.seconds, SCALE_CONNECTIONS))
-            most[n] = max(most[n], sampler.most)
+            base, _process = stack.enter_context(api_server(url, workers=WORKERS, env=server_env))
+            load(base, "/deals/{id}", 3, SCALE_CONNECTIONS)  # warm-up
+            bases.append(base)
+        for _ in range(args.rounds):
+            for n, (_label, _url, database, _env) in enumerate(modes):
+                with Sampler(database) as sampler:
+                    seen[n].append(load(bases[n], "/deals/{id}", args.seconds, SCALE_CONNECTIONS))
+                most[n] = max(most[n], sampler.most)
     results = [median_result(r) for r in seen]
-    for (label, _url, _env), result, connections in zip(modes, results, most, strict=True):
+    for (label, _url, _db, _env), result, connections in zip(modes, results, most, strict=True):
         print(f"  {row(label, result)}")
-        print(f"    client backends in pg_stat_activity, most seen: {connections}")
+        print(f"    client backends of its database in pg_stat_activity, most seen: {connections}")
     print(f"  ratio PgBouncer / direct: {ratios(results[1], results[0])}")
 
 
@@ -258,7 +277,8 @@ def main() -> None:
         if "one" in parts:
             bench_one_process(direct, pooled, args)
         if "scale" in parts:
-            bench_scale_out(direct, pooled, args)
+            copy = clone(server, f"bench_{DEALS}", f"bench_{DEALS}_pgbouncer")
+            bench_scale_out(direct, copy, b, args)
     sys.stdout.flush()
 
 
