@@ -27,6 +27,8 @@ class SettingsError(ValueError):
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
+# What DATABASE_URL points at: PostgreSQL itself, or PgBouncer in transaction mode.
+Pooler = Literal["none", "pgbouncer"]
 
 DATABASE_URL_PATTERN = "^postgres(ql)?://"
 REDIS_URL_PATTERN = "^(rediss?|unix)://"
@@ -57,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     __post_init__."""
 
     database_url: DatabaseUrl | None = None
+    database_pooler: Pooler = "none"
+    # PostgreSQL itself, for what needs a session: LISTEN, migrations, a load, the doctor
+    database_direct_url: DatabaseUrl | None = None
     host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
     port: Port = 8000
     workers: Positive = 1
@@ -168,6 +173,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             fields["database_replica_urls"] = [u.strip() for u in urls if u.strip()]
         if "log_format" in raw:
             fields["log_format"] = raw["log_format"].lower()
+        if "database_pooler" in raw:
+            fields["database_pooler"] = raw["database_pooler"].lower()
         try:
             return msgspec.convert(fields, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
@@ -178,6 +185,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Whether requests need a bearer token (AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY set)."""
         return self.auth_jwt_secret is not None or self.auth_jwt_public_key is not None
 
+    @property
+    def direct_url(self) -> str | None:
+        """PostgreSQL itself, for work that needs a session of its own (LISTEN, migrations,
+        a load, the doctor): DATABASE_DIRECT_URL when set, else DATABASE_URL."""
+        return self.database_direct_url or self.database_url
+
     def with_database(self, url: str) -> Settings:
         return msgspec.structs.replace(self, database_url=url)
 
@@ -185,6 +198,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 # Environment variable -> settings field. The README's table mirrors this.
 ENV_VARS: dict[str, str] = {
     "DATABASE_URL": "database_url",
+    "DATABASE_POOLER": "database_pooler",
+    "DATABASE_DIRECT_URL": "database_direct_url",
     "API_HOST": "host",
     "API_PORT": "port",
     "API_WORKERS": "workers",
@@ -253,7 +268,8 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str]) -> str:
         allowed = get_args(get_type_hints(Settings)[field])
         return f"{var}={value!r} is not one of {', '.join(map(str, allowed))}"
     if isinstance(info, mi.StrType) and info.pattern in PATTERN_MEANING:
-        shown = redact_url(value) if field in ("database_url", "redis_url") else value
+        secret = ("database_url", "database_direct_url", "redis_url")
+        shown = redact_url(value) if field in secret else value
         return f"{var}={shown!r} {PATTERN_MEANING[info.pattern]}"
     return f"{var}={value!r}: {_AT_FIELD.sub('', str(exc))}"
 

@@ -249,7 +249,7 @@ def test_the_readme_table_names_every_variable_with_its_default() -> None:
     assert table.pop("DATABASE_REPLICA_URLS").startswith("unset")
     assert Settings().database_replica_urls == ()
     unset = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "METRICS_TOKEN")
-    for var in (*unset, "RATE_LIMIT", "REDIS_URL"):
+    for var in (*unset, "RATE_LIMIT", "REDIS_URL", "DATABASE_DIRECT_URL"):
         assert table.pop(var).startswith("unset"), var
         assert getattr(Settings(), ENV_VARS[var]) is None
     for var, default in table.items():

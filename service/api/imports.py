@@ -153,13 +153,15 @@ class ImportController(Controller):
             try:
                 await source.open()
                 summary = await load_source(
-                    db.url,
+                    settings.direct_url or db.url,  # PostgreSQL itself when it is known
                     source,
                     skip_bad_rows=skip,
                     report_limit=PROBLEMS_SHOWN,
                     events_retention=settings.events_retention,
                     lock_wait=settings.import_lock_wait_seconds,
                     rejected_rows=rejected if skip else None,
+                    pooled=settings.database_pooler == "pgbouncer"
+                    and settings.database_direct_url is None,
                 )
             except TooLarge as exc:
                 raise TooLargeBody(f"{exc.message}; nothing was written") from None

@@ -83,6 +83,26 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+class NeedsDirectUrl(Exception):
+    """DATABASE_URL points at PgBouncer and the command needs PostgreSQL itself: `deals` exits 2."""
+
+    exit_code = 2
+
+
+def session_url(settings: Settings, command: str, why: str) -> str:
+    """The URL for a command that needs a session of its own: DATABASE_DIRECT_URL when
+    set; DATABASE_URL unless DATABASE_POOLER=pgbouncer, where the command refuses."""
+    if settings.database_direct_url:
+        return check_url(settings.database_direct_url)
+    if settings.database_pooler == "pgbouncer":
+        raise NeedsDirectUrl(
+            f"{command} needs a session of its own ({why}), which PgBouncer in transaction "
+            "mode does not give: DATABASE_POOLER=pgbouncer, so DATABASE_URL is PgBouncer; "
+            "set DATABASE_DIRECT_URL to PostgreSQL itself"
+        )
+    return database_url(settings)
+
+
 def unreachable(exc: BaseException) -> str | None:
     """What failed, when `exc` says the database cannot be reached; None for anything else.
 

@@ -16,7 +16,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from service.cli.common import database_url
+from service.cli.common import session_url
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -38,7 +38,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         idle_in_transaction_warn=args.idle_warn,
         idle_in_transaction_fail=max(args.idle_fail, args.idle_warn),
     )
-    url = database_url(settings)
+    url = session_url(
+        settings,
+        "deals doctor",
+        "its statement_timeout and lock_timeout are session settings, and pg_stat_activity "
+        "is read as PostgreSQL sees it",
+    )
     found = asyncio.run(
         checks.diagnose(
             url,

@@ -62,7 +62,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.path)
     progress = report.progress_for(path) if path.is_file() else None
     try:
-        url = database_url(settings)
+        # PostgreSQL itself when DATABASE_DIRECT_URL is set; else through PgBouncer works too
+        url = settings.database_direct_url or database_url(settings)
+        pooled = settings.database_pooler == "pgbouncer" and not settings.database_direct_url
         summary = asyncio.run(
             steps.load_file(
                 url,
@@ -74,6 +76,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
                 notify=say,
                 row_fk_checks=args.row_fk_checks,
                 events_retention=settings.events_retention,
+                pooled=pooled,
             )
         )
     except errors.BadRows as exc:

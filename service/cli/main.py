@@ -9,7 +9,14 @@ from collections.abc import Callable, Sequence
 
 from service import logs
 from service.cli import common, doctor, generate, load, sql, token
-from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
+from service.cli.common import (
+    DatabaseUnreachable,
+    NeedsDirectUrl,
+    database_url,
+    say,
+    session_url,
+    unreachable,
+)
 from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
@@ -42,6 +49,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Why migrations refuse PgBouncer's transaction mode: what breaks there.
+MIGRATE_NEEDS = (
+    "a migration outside a transaction SETs lock_timeout, then builds its index "
+    "CONCURRENTLY: through PgBouncer the two may run on different server connections, "
+    "and the SET stays behind on one; psycopg prepares statements it runs often"
+)
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from service import migrate  # yoyo is imported only by the commands that use it
 
@@ -50,7 +65,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"created {forward}\ncreated {backward}")
         print("write both, then review with `deals migrate status` before `deals migrate apply`")
         return 0
-    url = database_url(settings)
+    url = session_url(settings, "deals migrate", MIGRATE_NEEDS)
     if args.action == "apply":
         applied = migrate.apply(url)
         for mid in applied:
@@ -139,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnreachable as exc:
         say(f"error: {exc}")
         return DatabaseUnreachable.exit_code
+    except NeedsDirectUrl as exc:
+        say(f"error: {exc}")
+        return NeedsDirectUrl.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

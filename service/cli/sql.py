@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from service.cli.common import DatabaseUnreachable, database_url, say, unreachable
+from service.cli.common import DatabaseUnreachable, say, session_url, unreachable
 from service.db.catalogue import CATALOGUE, Query
 from service.settings import Settings
 
@@ -115,7 +115,9 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if query is None:
         say(f"error: no query named {args.name}; `deals sql list` shows them")
         return 2
-    url = database_url(settings)
+    url = session_url(
+        settings, "deals sql explain", "it prepares a named statement, then EXPLAINs it"
+    )
     try:
         return asyncio.run(explain(url, query, args.param))
     except asyncpg.PostgresError as exc:

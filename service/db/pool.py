@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import asyncpg
 import msgspec
 
 from service.db.catalogue import SESSION_MODE, Connection
-from service.db.listener import EventListener
+from service.db.listener import POLL_SECONDS, EventListener
 from service.db.replicas import PRIMARY_READS, Replicas
 from service.settings import Settings, redact_url
 
@@ -38,8 +39,58 @@ async def keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
     UNLISTEN *; RESET ALL` on every release: a round trip per request, for
     session state this service never creates (no advisory locks, cursors,
-    LISTEN or SET; its settings are the connection's startup defaults).
+    LISTEN or SET; its settings are the connection's startup defaults, or SET
+    LOCAL through PgBouncer).
     """
+
+
+def session_settings(settings: Settings) -> dict[str, str]:
+    """The settings every query of the API runs with."""
+    return {
+        "statement_timeout": str(settings.statement_timeout_ms),
+        # a transaction left open (a bug, a stuck client) ends instead of
+        # holding its locks and its connection forever
+        "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
+        # Plan each execution with its values, so the optional filters
+        # `($1 IS NULL OR ...)` fold away; a query whose `-- plan:` line
+        # says generic switches its session first (catalogue.use_plan), never
+        # inside a transaction, so never through PgBouncer (SET LOCAL there).
+        "plan_cache_mode": SESSION_MODE,
+    }
+
+
+def connect_kwargs(settings: Settings, application_name: str, *, pooler: bool) -> dict[str, Any]:
+    """asyncpg's connection arguments for DATABASE_POOLER.
+
+    none: every setting travels in the startup packet; asyncpg caches named
+    prepared statements (one round trip per query).
+    pgbouncer (transaction mode): the startup packet carries application_name
+    only (PgBouncer 1.18 refuses any parameter it does not track: "unsupported
+    startup parameter"); session_settings become SET LOCAL in each transaction
+    (begin_statement). No statement cache: a named statement lives on one server
+    connection and the next transaction may get another ("prepared statement
+    __asyncpg_stmt_N__ does not exist"). asyncpg then sends unnamed statements,
+    their Describe and their Bind/Execute in one Sync, so each stays on one server.
+    """
+    if pooler:
+        return {
+            "server_settings": {"application_name": application_name},
+            "statement_cache_size": 0,
+        }
+    return {"server_settings": {"application_name": application_name, **session_settings(settings)}}
+
+
+def begin_statement(settings: Settings) -> str:
+    """BEGIN and the session_settings as SET LOCAL: one simple-protocol round trip.
+
+    Not in sql/: PostgreSQL binds no parameter in SET or in a multi-statement
+    text; the values are the service's own validated settings, quoted here.
+    """
+    sets = "".join(
+        f"; SET LOCAL {name} = '{value.replace(chr(39), chr(39) * 2)}'"
+        for name, value in session_settings(settings).items()
+    )
+    return f"BEGIN{sets}"
 
 
 class Database:
@@ -50,8 +101,20 @@ class Database:
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._waiting = 0
-        # GET /events?wait: one LISTEN connection per worker (service/db/listener.py)
-        self.listener = EventListener(self.url, settings.pool_acquire_timeout)
+        # Through PgBouncer every pooled connection is used inside a transaction that
+        # starts with the settings (connect_kwargs); None: no transaction for reads.
+        self._begin = begin_statement(settings) if settings.database_pooler == "pgbouncer" else None
+        # GET /events?wait: one LISTEN connection per worker (service/db/listener.py);
+        # LISTEN needs a session, which PgBouncer in transaction mode does not give.
+        listen = settings.direct_url if self._begin is None else settings.database_direct_url
+        if listen is None:
+            log.warning(
+                "DATABASE_POOLER=pgbouncer without DATABASE_DIRECT_URL: GET /events?wait "
+                "reads the feed again every %g s instead of LISTENing (LISTEN needs a "
+                "session); set DATABASE_DIRECT_URL to PostgreSQL itself",
+                POLL_SECONDS,
+            )
+        self.listener = EventListener(listen, settings.pool_acquire_timeout)
         # DATABASE_REPLICA_URLS: the reads' pools, their lag checks (service/db/replicas.py)
         self.replicas = (
             Replicas(settings, self._open_pool) if settings.database_replica_urls else None
@@ -76,17 +139,8 @@ class Database:
             command_timeout=None,
             max_inactive_connection_lifetime=300,
             reset=keep_session,
-            server_settings={
-                "application_name": "deals-api",
-                "statement_timeout": str(s.statement_timeout_ms),
-                # a transaction left open (a bug, a stuck client) ends instead of
-                # holding its locks and its connection forever
-                "idle_in_transaction_session_timeout": str(s.idle_in_transaction_timeout_ms),
-                # Plan each execution with its values, so the optional filters
-                # `($1 IS NULL OR ...)` fold away; a query whose `-- plan:` line
-                # says generic switches its session first (catalogue.use_plan).
-                "plan_cache_mode": SESSION_MODE,
-            },
+            # DATABASE_POOLER applies to DATABASE_URL; replicas are reached directly
+            **connect_kwargs(s, "deals-api", pooler=self._begin is not None and url == self.url),
         )
 
     async def _open_pool(
@@ -154,12 +208,35 @@ class Database:
         finally:
             self._waiting -= 1
         try:
-            yield conn
+            if self._begin is None:
+                yield conn
+            else:
+                async with self._in_transaction(conn):
+                    yield conn
         finally:
             await self.pool.release(conn)
 
     @asynccontextmanager
+    async def _in_transaction(self, conn: Connection) -> AsyncIterator[None]:
+        """DATABASE_POOLER=pgbouncer: BEGIN with the settings, COMMIT, or ROLLBACK on error."""
+        assert self._begin is not None
+        await conn.execute(self._begin)
+        try:
+            yield
+        except BaseException:
+            try:
+                await conn.execute("ROLLBACK")
+            except Exception:  # the connection broke, and the pool took it back
+                log.debug("no ROLLBACK: the connection is gone", exc_info=True)
+            raise
+        await conn.execute("COMMIT")
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
+        if self._begin is not None:  # every pooled connection is in one already
+            async with self.primary() as conn:
+                yield conn
+            return
         async with self.primary() as conn, conn.transaction():
             yield conn

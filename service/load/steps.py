@@ -64,14 +64,22 @@ WORK_MEM = "256MB"
 APPLICATION_NAME = "deals-load"
 
 
-async def connect(url: str) -> asyncpg.Connection[Any]:
+async def connect(url: str, *, pooled: bool = False) -> asyncpg.Connection[Any]:
+    """pooled: `url` is PgBouncer in transaction mode. The load is one transaction, so its
+    advisory xact lock and its ON COMMIT DROP work tables hold there; the startup
+    packet may carry application_name only, and no statement is cached (a named
+    one would stay behind on a server connection another client gets next)."""
     settings = {
         "application_name": APPLICATION_NAME,
         # a killed loader's backend notices within a second and rolls back
         "client_connection_check_interval": "1000",
     }
+    cache = 100  # asyncpg's default
+    if pooled:  # PgBouncer closes the server connection of a client that vanishes mid-load
+        del settings["client_connection_check_interval"]
+        cache = 0
     try:
-        return await asyncpg.connect(url, server_settings=settings)
+        return await asyncpg.connect(url, server_settings=settings, statement_cache_size=cache)
     except asyncpg.InvalidParameterValueError:  # a platform without the connection check
         del settings["client_connection_check_interval"]
         return await asyncpg.connect(url, server_settings=settings)
@@ -113,6 +121,7 @@ async def load_file(
     work_mem: str = WORK_MEM,
     row_fk_checks: bool = False,
     events_retention: timedelta = timedelta(days=7),
+    pooled: bool = False,
 ) -> LoadSummary:
     """Load a deals CSV; return the summary, or raise a LoadError having written nothing.
 
@@ -122,7 +131,8 @@ async def load_file(
     the commit. if_empty loads only into an empty deals table. notify gets
     the "waiting for another load" message. row_fk_checks keeps the per-row
     foreign-key triggers even where the role could skip them (see
-    may_skip_row_triggers in sql/load.sql).
+    may_skip_row_triggers in sql/load.sql). pooled: the URL is PgBouncer in
+    transaction mode (connect()).
     """
     started = time.perf_counter()
     with Source(Path(path)) as source:
@@ -139,6 +149,7 @@ async def load_file(
             row_fk_checks=row_fk_checks,
             events_retention=events_retention,
             started=started,
+            pooled=pooled,
         )
 
 
@@ -158,19 +169,21 @@ async def load_source(
     lock_wait: float | None = None,
     rejected_rows: list[RejectedRow] | None = None,
     started: float | None = None,
+    pooled: bool = False,
 ) -> LoadSummary:
     """load_file's work on an opened source: a file (Source) or a request body (BodySource).
 
     lock_wait bounds, in seconds, the wait for another load to end (LoadBusy
     after it); None waits as long as it takes. rejected_rows, when given,
     receives the first REJECTED_LIMIT rejected records (line and reasons).
+    pooled: a `target` URL is PgBouncer in transaction mode (connect()).
     """
     started = time.perf_counter() if started is None else started
     progress = progress or Progress()
     with ExitStack() as stack:
         out = open_rejects(Path(rejects), stack) if rejects is not None else None
         stack.callback(progress.close)
-        conn = await connect(target) if isinstance(target, str) else target
+        conn = await connect(target, pooled=pooled) if isinstance(target, str) else target
         watchdog = ConnectionWatchdog(conn)
         try:
             loader = Loader(
