@@ -177,7 +177,8 @@ def mode_of(statements: Sequence[tuple[str, tuple[Any, ...]]]) -> str:
     modes = set()
     for name, _ in statements:
         query = CATALOGUE[name.removeprefix("EXPLAIN ")]
-        if query.params and not name.startswith("EXPLAIN "):  # EXPLAIN plans every time
+        # EXPLAIN plans every time; a `plan: any` query runs in the mode of the others
+        if query.params and not name.startswith("EXPLAIN ") and query.plan != "any":
             modes.add(PLAN_MODES[query.plan or "custom"])
     if len(modes) > 1:
         raise SystemExit(f"statements {statements} mix plan modes {modes}")
