@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -78,9 +78,11 @@ def create_app(settings: Settings) -> Litestar:
 
     keep_integer_bounds_exact()  # before Litestar builds the OpenAPI document
     routes = [*ROUTES, metrics_page] if settings.metrics else ROUTES
-    lifespans = [lifespan, lambda _app: pool_gauges(db)] if settings.metrics else [lifespan]
-    if settings.metrics and db.replicas is not None:
-        lifespans.append(lambda app: replica_gauges(db.replicas))
+    lifespans: list[Callable[[Litestar], AbstractAsyncContextManager[None]]] = [lifespan]
+    if settings.metrics:
+        lifespans.append(lambda _app: pool_gauges(db))
+    if settings.metrics and (replicas := db.replicas) is not None:
+        lifespans.append(lambda _app: replica_gauges(replicas))
     consistency = ReadConsistency()  # X-Read-Consistency: primary
     app = Litestar(
         route_handlers=routes,

@@ -20,8 +20,8 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,19 +248,24 @@ def refresh_pool_gauges(db: Database) -> None:
 
 
 @asynccontextmanager
-async def pool_gauges(db: Database, every: float = 1.0) -> AsyncIterator[None]:
-    """A lifespan: the pool gauges refreshed every second while the app runs."""
+async def refreshing(refresh: Callable[[], None], every: float = 1.0) -> AsyncIterator[None]:
+    """A lifespan: `refresh` (gauges from in-process figures) run every second meanwhile."""
 
-    async def refresh() -> None:
+    async def loop() -> None:
         while True:
-            refresh_pool_gauges(db)
+            refresh()
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(refresh())
+    task = asyncio.create_task(loop())
     try:
         yield
     finally:
         task.cancel()
+
+
+def pool_gauges(db: Database) -> AbstractAsyncContextManager[None]:
+    """A lifespan: the pool gauges refreshed every second while the app runs."""
+    return refreshing(lambda: refresh_pool_gauges(db))
 
 
 def instrument(app: Litestar, *, metrics: bool, access_log: bool) -> None:

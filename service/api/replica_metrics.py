@@ -16,13 +16,12 @@ Kept apart from service/api/metrics.py, whose per-request path they do not touch
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import Gauge
 
+from service.api.metrics import refreshing
 from service.db.replicas import Replicas
 
 REPLICA_LAG = Gauge(
@@ -46,20 +45,6 @@ def refresh_replica_gauges(replicas: Replicas) -> None:
         REPLICA_UP.labels(status.name).set(0 if status.state == "down" else 1)
 
 
-@asynccontextmanager
-async def replica_gauges(replicas: Replicas | None, every: float = 1.0) -> AsyncIterator[None]:
+def replica_gauges(replicas: Replicas) -> AbstractAsyncContextManager[None]:
     """A lifespan: the replica gauges refreshed every second while the app runs."""
-    if replicas is None:
-        yield
-        return
-
-    async def refresh() -> None:
-        while True:
-            refresh_replica_gauges(replicas)
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(refresh())
-    try:
-        yield
-    finally:
-        task.cancel()
+    return refreshing(lambda: refresh_replica_gauges(replicas))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from service.db.catalogue import Connection, Many, Value
+from service.db.catalogue import Connection, Many, Record, Value
 from service.db.rows import CityStats
 
 DEAL_STATS_BY_CITY = Many("deal_stats_by_city")
@@ -46,6 +46,13 @@ async def deal_stats(
     )
 
 
+def city_stats(rows: list[Record]) -> list[CityStats]:
+    return [
+        CityStats(city=row["city"], avg_price=row["avg_price"], deal_count=row["deal_count"])
+        for row in rows
+    ]
+
+
 async def deal_stats_by_city(
     conn: Connection,
     *,
@@ -56,20 +63,14 @@ async def deal_stats_by_city(
     is_available: bool | None,
 ) -> list[CityStats]:
     rows = await DEAL_STATS_BY_CITY(conn, min_stars, price_min, price_max, category, is_available)
-    return [
-        CityStats(city=row["city"], avg_price=row["avg_price"], deal_count=row["deal_count"])
-        for row in rows
-    ]
+    return city_stats(rows)
 
 
 async def deal_stats_from_totals(
     conn: Connection, *, min_stars: int | None, is_available: bool | None
 ) -> list[CityStats]:
     rows = await DEAL_STATS_FROM_TOTALS(conn, min_stars, is_available)
-    return [
-        CityStats(city=row["city"], avg_price=row["avg_price"], deal_count=row["deal_count"])
-        for row in rows
-    ]
+    return city_stats(rows)
 
 
 async def count_deals_from_totals(
