@@ -251,7 +251,9 @@ class DrainingServer(Server):
         self._loop.call_soon_threadsafe(self._drain, sig, frame)
 
     def _drain(self, sig: int, frame: FrameType | None) -> None:
-        for server in self.servers:
+        # Before start-up has bound its sockets there is no `servers` yet: nothing to close,
+        # and the stop below must still be scheduled (a SIGTERM then would otherwise hang).
+        for server in getattr(self, "servers", ()):
             server.close()  # stop accepting; connections already open carry on
         self._loop.call_later(self.drain_seconds, super().handle_exit, sig, frame)
 

@@ -123,3 +123,26 @@ def test_sigterm_drains_keep_alive_connections_with_connection_close(
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=2)
         assert server.process.wait(timeout=30) == 0
+
+
+async def test_sigterm_before_the_sockets_are_bound_still_stops_the_server() -> None:
+    # A SIGTERM during start-up (the lifespan still connecting) comes before uvicorn has
+    # set `servers`; the drain must still schedule the stop instead of raising in a callback
+    # and leaving the process running until a second signal.
+    from uvicorn import Config
+
+    from service.compat import DRAINING, DrainingServer
+
+    server = DrainingServer(Config(app=lambda *_: None))
+    server.drain_seconds = 0.05
+    server._loop = asyncio.get_running_loop()
+    assert not hasattr(server, "servers")
+    try:
+        server.handle_exit(signal.SIGTERM, None)
+        for _ in range(100):  # bounded: at most 5 s
+            if server.should_exit:
+                break
+            await asyncio.sleep(0.05)
+        assert server.should_exit
+    finally:
+        DRAINING.clear()
