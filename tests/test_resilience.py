@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psycopg
 import pytest
@@ -146,3 +147,46 @@ async def test_sigterm_before_the_sockets_are_bound_still_stops_the_server() -> 
         assert server.should_exit
     finally:
         DRAINING.clear()
+
+
+async def test_a_connection_held_while_the_pool_closes_goes_back_to_its_pool(
+    database_url: str,
+) -> None:
+    # A request still running when shutdown closes the pool releases its connection into
+    # the pool it came from (not "the pool is not open"), and close() then completes.
+    from service.db.pool import Database
+
+    db = Database(Settings(database_url=database_url, pool_min_size=1, pool_max_size=2))
+    await db.open()
+    holding, finish = asyncio.Event(), asyncio.Event()
+
+    async def request() -> int:
+        async with db.primary() as conn:
+            holding.set()
+            await finish.wait()
+            value: int = await conn.fetchval("SELECT 1")
+            return value
+
+    task = asyncio.create_task(request())
+    await holding.wait()
+    closing = asyncio.create_task(db.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # close() waits for the borrowed connection
+    finish.set()
+    assert await asyncio.wait_for(task, timeout=15) == 1
+    await asyncio.wait_for(closing, timeout=15)  # a hang guard
+
+
+async def test_a_connection_never_returned_does_not_hold_the_pools_close_forever(
+    database_url: str,
+) -> None:
+    from service.db.pool import Database
+
+    db = Database(Settings(database_url=database_url, pool_min_size=1, pool_max_size=2))
+    await db.open()
+    db.close_seconds = 0.2
+    borrowed = db.primary()
+    conn = await borrowed.__aenter__()  # never exited: a request cut off mid-way
+    await asyncio.wait_for(db.close(), timeout=15)  # a hang guard, far above close_seconds
+    with pytest.raises(asyncpg.InterfaceError):  # terminated once the deadline passed
+        await conn.fetchval("SELECT 1")

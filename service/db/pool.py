@@ -16,7 +16,7 @@ import msgspec
 
 from service.db.catalogue import SESSION_MODE, Connection
 from service.db.listener import POLL_SECONDS, EventListener
-from service.db.replicas import PRIMARY_READS, Replicas
+from service.db.replicas import CLOSE_SECONDS, PRIMARY_READS, Replicas, close_pools
 from service.settings import Settings, redact_url
 
 log = logging.getLogger("service.db")
@@ -101,6 +101,7 @@ class Database:
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._waiting = 0
+        self.close_seconds = CLOSE_SECONDS  # how long close() waits for borrowed connections
         # Through PgBouncer every pooled connection is used inside a transaction that
         # starts with the settings (connect_kwargs); None: no transaction for reads.
         self._begin = begin_statement(settings) if settings.database_pooler == "pgbouncer" else None
@@ -168,7 +169,7 @@ class Database:
             await self.replicas.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            await close_pools([pool], self.close_seconds)
 
     def gauges(self) -> PoolGauges:
         """Pool figures for health pages and, later, Prometheus gauges."""
@@ -202,9 +203,10 @@ class Database:
         """
         if self._waiting >= self.settings.pool_max_waiters:
             raise Overloaded(f"{self._waiting} requests already wait for a connection")
+        pool = self.pool  # released into the pool it came from, even once close() began
         self._waiting += 1
         try:
-            conn = await self.pool.acquire(timeout=self.settings.pool_acquire_timeout)
+            conn = await pool.acquire(timeout=self.settings.pool_acquire_timeout)
         finally:
             self._waiting -= 1
         try:
@@ -214,7 +216,7 @@ class Database:
                 async with self._in_transaction(conn):
                     yield conn
         finally:
-            await self.pool.release(conn)
+            await pool.release(conn)
 
     @asynccontextmanager
     async def _in_transaction(self, conn: Connection) -> AsyncIterator[None]:

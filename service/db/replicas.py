@@ -164,7 +164,7 @@ class Replicas:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         pools = [self._primary] + [p for r in self.replicas for p in (r.pool, r.monitor)]
-        await asyncio.gather(*(p.close() for p in pools if p is not None))
+        await close_pools([p for p in pools if p is not None])
         self._primary = None
         for replica in self.replicas:
             replica.pool = replica.monitor = None
@@ -319,6 +319,27 @@ class ReplicaRead(AbstractAsyncContextManager[Connection]):
                 replica.in_use -= 1
                 assert replica.pool is not None
                 await replica.pool.release(conn)
+
+
+CLOSE_SECONDS = 10.0
+
+
+async def close_pools(
+    pools: list[asyncpg.Pool[asyncpg.Record]], seconds: float = CLOSE_SECONDS
+) -> None:
+    """Close pools gracefully, but within `seconds`: asyncpg's close() waits for every
+    acquired connection to come back, so one that never does (a request cut off by a
+    shutdown) would hold the process forever. Past the deadline the rest are terminated."""
+    if not pools:
+        return
+    closing = asyncio.gather(*(pool.close() for pool in pools))
+    try:
+        await asyncio.wait_for(asyncio.shield(closing), seconds)
+    except TimeoutError:
+        log.warning("the database pools did not close within %g s: connections terminated", seconds)
+        for pool in pools:
+            pool.terminate()
+        await asyncio.gather(closing, return_exceptions=True)
 
 
 def describe(exc: BaseException) -> str:
