@@ -94,7 +94,11 @@ async def test_a_load_and_api_writes_on_the_same_deals_lose_nothing(
     changed = write(
         tmp_path / "v2.csv", [row(n, price_per_night="130.00") for n in range(1, DEALS + 1)]
     )
-    settings = Settings(database_url=database_url, pool_min_size=4, pool_max_size=8)
+    # 40 writers on 8 connections queue behind the load's row locks: on a busy machine
+    # longer than the default 2 s acquire timeout, whose 503 is not what this test is about.
+    settings = Settings(
+        database_url=database_url, pool_min_size=4, pool_max_size=8, pool_acquire_timeout=120
+    )
     async with app_and_client(settings) as (_app, client):
         results = await asyncio.gather(
             load_file(database_url, changed),
