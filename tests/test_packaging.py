@@ -69,7 +69,7 @@ def test_image_check_is_wired_into_make_and_ci() -> None:
     assert "trap cleanup EXIT" in text
     assert "image-check:" in (ROOT / "Makefile").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert ci.index("make test") < ci.index("make image-check") < ci.index("ops/smoke-run.py \"")
+    assert ci.index("make test") < ci.index("make image-check") < ci.index('ops/smoke-run.py "')
 
 
 def test_image_check_passes_shellcheck() -> None:
