@@ -15,3 +15,8 @@ async def get_ok(client: Client, path: str, **params: Any) -> Any:
     response = await client.get(path, params=params)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
+    """The exact JSON of an error answer with no details."""
+    return {"error": {"code": code, "message": message, "details": [], "request_id": request_id}}
