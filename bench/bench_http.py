@@ -33,6 +33,7 @@ from bench.common import (
     OUT,
     LoadResult,
     api_server,
+    chosen,
     embedded_server,
     loaded_database,
     run_pgbench,
@@ -123,21 +124,19 @@ def load_api(base: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadRes
     path = endpoint.path.replace("/{id}", "")
     script = LUA_RANDOM_DEAL if random_id else None
     script_args = [str(args.rows)] if random_id else []
-    if args.warmup:
-        run_wrk(
+
+    def wrk(seconds: int) -> LoadResult:
+        return run_wrk(
             f"{base}{path}",
             connections=args.connections,
-            seconds=args.warmup,
+            seconds=seconds,
             script=script,
             script_args=script_args,
         )
-    return run_wrk(
-        f"{base}{path}",
-        connections=args.connections,
-        seconds=args.seconds,
-        script=script,
-        script_args=script_args,
-    )
+
+    if args.warmup:
+        wrk(args.warmup)
+    return wrk(args.seconds)
 
 
 def load_pgbench(
@@ -317,9 +316,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
-    chosen = [
-        e for e in ENDPOINTS if not args.only or any(s in e.name for s in args.only.split(","))
-    ]
+    picked = chosen(ENDPOINTS, args.only)
     print(
         f"{args.rows} deals; {args.connections} connections, {args.seconds} s each; "
         f"deals serve: {args.workers} worker(s), pool {args.pool_size}"
@@ -332,7 +329,7 @@ def main() -> None:
                          seconds=args.seconds)  # fmt: skip
         print(f"{'GET /health':<34} {'this tree':<12} API {health.requests_per_s:8.0f} req/s "
               f"p50 {health.p50_ms:6.2f} p99 {health.p99_ms:7.2f}", flush=True)  # fmt: skip
-        for endpoint in chosen:
+        for endpoint in picked:
             database, plain = load_pgbench(url, endpoint, args)
             for _ in range(args.rounds):
                 found: dict[str, LoadResult] = {}
@@ -355,7 +352,7 @@ def main() -> None:
                     )
                 )
     cached = None
-    if not args.no_cache_run and any(e.path == "/deals/stats" for e in chosen):
+    if not args.no_cache_run and any(e.path == "/deals/stats" for e in picked):
         with servers(url, args, 60) as bases:
             for label, base in bases:
                 api = load_api(base, ENDPOINTS[-1], args)

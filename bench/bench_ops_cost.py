@@ -27,7 +27,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from bench import ROOT
-from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+from bench.common import (
+    LoadResult,
+    api_server,
+    chosen,
+    embedded_server,
+    loaded_database,
+    run_wrk,
+)
 
 LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 GOAL = 0.95  # req/s with the measures on, over req/s with them off
@@ -157,9 +164,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
-    endpoints = [
-        e for e in ENDPOINTS if not args.only or any(s in e.name for s in args.only.split(","))
-    ]
+    endpoints = chosen(ENDPOINTS, args.only)
     configs = [ON, OFF, *([METRICS_ONLY, ACCESS_LOG_ONLY] if args.each else [])]
     common = {
         "POOL_MIN_SIZE": str(args.pool_size),

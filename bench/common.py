@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import psycopg
 
@@ -28,6 +29,20 @@ from service.embedded import EmbeddedPostgres, bin_dir
 
 OUT = ROOT / "bench" / "out"
 DEALS = [sys.executable, "-m", "service"]
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
+def chosen(items: Sequence[N], only: str) -> list[N]:
+    """The items whose name holds one of the comma-separated substrings of --only (all
+    of them when it is empty)."""
+    return [i for i in items if not only or any(s in i.name for s in only.split(","))]
 
 
 def embedded_server() -> EmbeddedPostgres:
