@@ -38,6 +38,7 @@ from bench.common import (
     loaded_database,
     run_pgbench,
     run_wrk,
+    wrk_options,
 )
 from service import migrate
 
@@ -281,15 +282,11 @@ def servers(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each run")
-    parser.add_argument("--connections", type=int, default=32)
+    wrk_options(parser, seconds=10)
     # 2 workers with a pool of 10 each: a lone worker's event loop stalls whenever
     # PostgreSQL or wrk takes its core, and every request in flight waits (detail p99/p50
     # 4-7.5 with 1 worker, 2-4 with 2); pools of 4 or 5 gained nothing (README "Benchmarks").
     parser.add_argument("--workers", type=int, default=2, help="API_WORKERS of deals serve")
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     parser.add_argument(
         "--only", default="", help="comma-separated substrings of endpoint names to run"
     )

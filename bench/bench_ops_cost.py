@@ -34,6 +34,7 @@ from bench.common import (
     embedded_server,
     loaded_database,
     run_wrk,
+    wrk_options,
 )
 
 LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
@@ -148,12 +149,8 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
+    wrk_options(parser, seconds=8, warmup_help="before the rounds")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration of each run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before the rounds")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"

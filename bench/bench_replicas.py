@@ -32,7 +32,14 @@ import msgspec
 import psycopg
 
 from bench import ROOT
-from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+from bench.common import (
+    LoadResult,
+    api_server,
+    embedded_server,
+    loaded_database,
+    run_wrk,
+    wrk_options,
+)
 from service.db.deals import get_deal
 from service.db.pool import Database
 from service.settings import Settings
@@ -121,12 +128,8 @@ async def routing_cost(url: str, replica_url: str, rounds: int) -> dict[str, tup
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each run")
-    parser.add_argument("--connections", type=int, default=32)
+    wrk_options(parser, seconds=8)
     parser.add_argument("--rounds", type=int, default=2, help="primary/replica runs alternated")
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     args = parser.parse_args()
 
     server = embedded_server()

@@ -6,6 +6,7 @@ on a shared 2-core box are noise. Everything talks to 127.0.0.1 or unix sockets.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -29,6 +30,18 @@ from service.embedded import EmbeddedPostgres, bin_dir
 
 OUT = ROOT / "bench" / "out"
 DEALS = [sys.executable, "-m", "service"]
+
+
+def wrk_options(
+    parser: argparse.ArgumentParser, *, seconds: int, warmup_help: str = "before each run"
+) -> None:
+    """The options of every wrk benchmark: --rows (of the loaded database), --seconds and
+    --warmup of each run, --connections (wrk's) and --pool-size (the API's pool)."""
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--seconds", type=int, default=seconds, help="wrk duration of each run")
+    parser.add_argument("--warmup", type=int, default=2, help=f"seconds of load {warmup_help}")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
 
 
 class Named(Protocol):
