@@ -38,6 +38,7 @@ from bench.common import (
     loaded_database,
     run_pgbench,
     run_wrk,
+    warmed_wrk,
     wrk_options,
 )
 from service import migrate
@@ -48,7 +49,6 @@ MAX_P99_OVER_P50 = 5.0
 CACHED_OVER_REAL_TIME = 20.0
 DETAIL_OVER_HEALTH = 0.7
 FASTER_THAN_BEFORE = 1.3
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 
 
 @dataclass(frozen=True)
@@ -122,22 +122,7 @@ def clean(result: LoadResult) -> bool:
 
 def load_api(base: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadResult:
     random_id = "{id}" in endpoint.path
-    path = endpoint.path.replace("/{id}", "")
-    script = LUA_RANDOM_DEAL if random_id else None
-    script_args = [str(args.rows)] if random_id else []
-
-    def wrk(seconds: int) -> LoadResult:
-        return run_wrk(
-            f"{base}{path}",
-            connections=args.connections,
-            seconds=seconds,
-            script=script,
-            script_args=script_args,
-        )
-
-    if args.warmup:
-        wrk(args.warmup)
-    return wrk(args.seconds)
+    return warmed_wrk(f"{base}{endpoint.path.replace('/{id}', '')}", args, random_id)
 
 
 def load_pgbench(

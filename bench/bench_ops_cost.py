@@ -26,18 +26,16 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from bench import ROOT
 from bench.common import (
     LoadResult,
     api_server,
     chosen,
     embedded_server,
     loaded_database,
-    run_wrk,
+    wrk_api,
     wrk_options,
 )
 
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 GOAL = 0.95  # req/s with the measures on, over req/s with them off
 
 
@@ -99,15 +97,7 @@ class Runs:
 
 
 def load(base: str, endpoint: Endpoint, args: argparse.Namespace, seconds: int) -> LoadResult:
-    script = LUA_RANDOM_DEAL if endpoint.random_id else None
-    script_args = [str(args.rows)] if endpoint.random_id else []
-    return run_wrk(
-        f"{base}{endpoint.path}",
-        connections=args.connections,
-        seconds=seconds,
-        script=script,
-        script_args=script_args,
-    )
+    return wrk_api(f"{base}{endpoint.path}", args, seconds, endpoint.random_id)
 
 
 def order(configs: Sequence[Config], round_number: int) -> list[Config]:

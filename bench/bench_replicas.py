@@ -31,13 +31,12 @@ from dataclasses import dataclass
 import msgspec
 import psycopg
 
-from bench import ROOT
 from bench.common import (
     LoadResult,
     api_server,
     embedded_server,
     loaded_database,
-    run_wrk,
+    warmed_wrk,
     wrk_options,
 )
 from service.db.deals import get_deal
@@ -45,7 +44,6 @@ from service.db.pool import Database
 from service.settings import Settings
 from tests.replica import Standby
 
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 CITY_PAGE = "/deals?city=Paris&min_stars=3"
 
 
@@ -72,24 +70,7 @@ def commits(url: str) -> int:
 
 
 def load(base: str, target: Target, args: argparse.Namespace) -> LoadResult:
-    script = LUA_RANDOM_DEAL if target.random_id else None
-    script_args = [str(args.rows)] if target.random_id else []
-    url = f"{base}{target.path}"
-    if args.warmup:
-        run_wrk(
-            url,
-            connections=args.connections,
-            seconds=args.warmup,
-            script=script,
-            script_args=script_args,
-        )
-    return run_wrk(
-        url,
-        connections=args.connections,
-        seconds=args.seconds,
-        script=script,
-        script_args=script_args,
-    )
+    return warmed_wrk(f"{base}{target.path}", args, target.random_id)
 
 
 async def cpu_per_read(db: Database, reads: int, query: bool) -> float:

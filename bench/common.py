@@ -44,6 +44,28 @@ def wrk_options(
     parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
 
 
+# Each request GETs /deals/{id} with a random id of the --rows loaded (args after `--`).
+LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
+
+
+def wrk_api(url: str, args: argparse.Namespace, seconds: int, random_id: bool) -> LoadResult:
+    """wrk with --connections on `url`, or on `url`/{a random id} when random_id."""
+    return run_wrk(
+        url,
+        connections=args.connections,
+        seconds=seconds,
+        script=LUA_RANDOM_DEAL if random_id else None,
+        script_args=[str(args.rows)] if random_id else [],
+    )
+
+
+def warmed_wrk(url: str, args: argparse.Namespace, random_id: bool) -> LoadResult:
+    """--warmup seconds of wrk_api on `url` (not measured), then --seconds measured."""
+    if args.warmup:
+        wrk_api(url, args, args.warmup, random_id)
+    return wrk_api(url, args, args.seconds, random_id)
+
+
 class Named(Protocol):
     @property
     def name(self) -> str: ...
