@@ -17,7 +17,14 @@ import time
 from statistics import median
 
 from bench import ROOT
-from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+from bench.common import (
+    LoadResult,
+    api_server,
+    embedded_server,
+    loaded_database,
+    run_wrk,
+    wrk_options,
+)
 from service.cli.token import mint
 
 LUA = ROOT / "bench" / "random_deal.lua"
@@ -36,13 +43,9 @@ def load(base: str, args: argparse.Namespace, token: str | None, seconds: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--seconds", type=int, default=10, help="seconds of each round")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before round 1")
+    wrk_options(parser, seconds=10, warmup_help="before round 1")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
-    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="API_WORKERS of deals serve")
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)

@@ -33,10 +33,13 @@ from bench.common import (
     OUT,
     LoadResult,
     api_server,
+    chosen,
     embedded_server,
     loaded_database,
     run_pgbench,
     run_wrk,
+    warmed_wrk,
+    wrk_options,
 )
 from service import migrate
 
@@ -46,7 +49,6 @@ MAX_P99_OVER_P50 = 5.0
 CACHED_OVER_REAL_TIME = 20.0
 DETAIL_OVER_HEALTH = 0.7
 FASTER_THAN_BEFORE = 1.3
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 
 
 @dataclass(frozen=True)
@@ -120,24 +122,7 @@ def clean(result: LoadResult) -> bool:
 
 def load_api(base: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadResult:
     random_id = "{id}" in endpoint.path
-    path = endpoint.path.replace("/{id}", "")
-    script = LUA_RANDOM_DEAL if random_id else None
-    script_args = [str(args.rows)] if random_id else []
-    if args.warmup:
-        run_wrk(
-            f"{base}{path}",
-            connections=args.connections,
-            seconds=args.warmup,
-            script=script,
-            script_args=script_args,
-        )
-    return run_wrk(
-        f"{base}{path}",
-        connections=args.connections,
-        seconds=args.seconds,
-        script=script,
-        script_args=script_args,
-    )
+    return warmed_wrk(f"{base}{endpoint.path.replace('/{id}', '')}", args, random_id)
 
 
 def load_pgbench(
@@ -282,15 +267,11 @@ def servers(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each run")
-    parser.add_argument("--connections", type=int, default=32)
+    wrk_options(parser, seconds=10)
     # 2 workers with a pool of 10 each: a lone worker's event loop stalls whenever
     # PostgreSQL or wrk takes its core, and every request in flight waits (detail p99/p50
     # 4-7.5 with 1 worker, 2-4 with 2); pools of 4 or 5 gained nothing (README "Benchmarks").
     parser.add_argument("--workers", type=int, default=2, help="API_WORKERS of deals serve")
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     parser.add_argument(
         "--only", default="", help="comma-separated substrings of endpoint names to run"
     )
@@ -317,9 +298,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
-    chosen = [
-        e for e in ENDPOINTS if not args.only or any(s in e.name for s in args.only.split(","))
-    ]
+    picked = chosen(ENDPOINTS, args.only)
     print(
         f"{args.rows} deals; {args.connections} connections, {args.seconds} s each; "
         f"deals serve: {args.workers} worker(s), pool {args.pool_size}"
@@ -332,7 +311,7 @@ def main() -> None:
                          seconds=args.seconds)  # fmt: skip
         print(f"{'GET /health':<34} {'this tree':<12} API {health.requests_per_s:8.0f} req/s "
               f"p50 {health.p50_ms:6.2f} p99 {health.p99_ms:7.2f}", flush=True)  # fmt: skip
-        for endpoint in chosen:
+        for endpoint in picked:
             database, plain = load_pgbench(url, endpoint, args)
             for _ in range(args.rounds):
                 found: dict[str, LoadResult] = {}
@@ -355,7 +334,7 @@ def main() -> None:
                     )
                 )
     cached = None
-    if not args.no_cache_run and any(e.path == "/deals/stats" for e in chosen):
+    if not args.no_cache_run and any(e.path == "/deals/stats" for e in picked):
         with servers(url, args, 60) as bases:
             for label, base in bases:
                 api = load_api(base, ENDPOINTS[-1], args)

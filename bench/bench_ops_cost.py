@@ -26,10 +26,16 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from bench import ROOT
-from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+from bench.common import (
+    LoadResult,
+    api_server,
+    chosen,
+    embedded_server,
+    loaded_database,
+    wrk_api,
+    wrk_options,
+)
 
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 GOAL = 0.95  # req/s with the measures on, over req/s with them off
 
 
@@ -91,15 +97,7 @@ class Runs:
 
 
 def load(base: str, endpoint: Endpoint, args: argparse.Namespace, seconds: int) -> LoadResult:
-    script = LUA_RANDOM_DEAL if endpoint.random_id else None
-    script_args = [str(args.rows)] if endpoint.random_id else []
-    return run_wrk(
-        f"{base}{endpoint.path}",
-        connections=args.connections,
-        seconds=seconds,
-        script=script,
-        script_args=script_args,
-    )
+    return wrk_api(f"{base}{endpoint.path}", args, seconds, endpoint.random_id)
 
 
 def order(configs: Sequence[Config], round_number: int) -> list[Config]:
@@ -141,12 +139,8 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
+    wrk_options(parser, seconds=8, warmup_help="before the rounds")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration of each run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before the rounds")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"
@@ -157,9 +151,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
-    endpoints = [
-        e for e in ENDPOINTS if not args.only or any(s in e.name for s in args.only.split(","))
-    ]
+    endpoints = chosen(ENDPOINTS, args.only)
     configs = [ON, OFF, *([METRICS_ONLY, ACCESS_LOG_ONLY] if args.each else [])]
     common = {
         "POOL_MIN_SIZE": str(args.pool_size),

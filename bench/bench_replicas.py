@@ -31,14 +31,19 @@ from dataclasses import dataclass
 import msgspec
 import psycopg
 
-from bench import ROOT
-from bench.common import LoadResult, api_server, embedded_server, loaded_database, run_wrk
+from bench.common import (
+    LoadResult,
+    api_server,
+    embedded_server,
+    loaded_database,
+    warmed_wrk,
+    wrk_options,
+)
 from service.db.deals import get_deal
 from service.db.pool import Database
 from service.settings import Settings
 from tests.replica import Standby
 
-LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 CITY_PAGE = "/deals?city=Paris&min_stars=3"
 
 
@@ -65,24 +70,7 @@ def commits(url: str) -> int:
 
 
 def load(base: str, target: Target, args: argparse.Namespace) -> LoadResult:
-    script = LUA_RANDOM_DEAL if target.random_id else None
-    script_args = [str(args.rows)] if target.random_id else []
-    url = f"{base}{target.path}"
-    if args.warmup:
-        run_wrk(
-            url,
-            connections=args.connections,
-            seconds=args.warmup,
-            script=script,
-            script_args=script_args,
-        )
-    return run_wrk(
-        url,
-        connections=args.connections,
-        seconds=args.seconds,
-        script=script,
-        script_args=script_args,
-    )
+    return warmed_wrk(f"{base}{target.path}", args, target.random_id)
 
 
 async def cpu_per_read(db: Database, reads: int, query: bool) -> float:
@@ -121,12 +109,8 @@ async def routing_cost(url: str, replica_url: str, rounds: int) -> dict[str, tup
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each run")
-    parser.add_argument("--connections", type=int, default=32)
+    wrk_options(parser, seconds=8)
     parser.add_argument("--rounds", type=int, default=2, help="primary/replica runs alternated")
-    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
     args = parser.parse_args()
 
     server = embedded_server()

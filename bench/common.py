@@ -6,6 +6,7 @@ on a shared 2-core box are noise. Everything talks to 127.0.0.1 or unix sockets.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import psycopg
 
@@ -28,6 +30,54 @@ from service.embedded import EmbeddedPostgres, bin_dir
 
 OUT = ROOT / "bench" / "out"
 DEALS = [sys.executable, "-m", "service"]
+
+
+def wrk_options(
+    parser: argparse.ArgumentParser, *, seconds: int, warmup_help: str = "before each run"
+) -> None:
+    """The options of every wrk benchmark: --rows (of the loaded database), --seconds and
+    --warmup of each run, --connections (wrk's) and --pool-size (the API's pool)."""
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--seconds", type=int, default=seconds, help="wrk duration of each run")
+    parser.add_argument("--warmup", type=int, default=2, help=f"seconds of load {warmup_help}")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pool-size", type=int, default=10, help="POOL_MIN_SIZE = POOL_MAX_SIZE")
+
+
+# Each request GETs /deals/{id} with a random id of the --rows loaded (args after `--`).
+LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
+
+
+def wrk_api(url: str, args: argparse.Namespace, seconds: int, random_id: bool) -> LoadResult:
+    """wrk with --connections on `url`, or on `url`/{a random id} when random_id."""
+    return run_wrk(
+        url,
+        connections=args.connections,
+        seconds=seconds,
+        script=LUA_RANDOM_DEAL if random_id else None,
+        script_args=[str(args.rows)] if random_id else [],
+    )
+
+
+def warmed_wrk(url: str, args: argparse.Namespace, random_id: bool) -> LoadResult:
+    """--warmup seconds of wrk_api on `url` (not measured), then --seconds measured."""
+    if args.warmup:
+        wrk_api(url, args, args.warmup, random_id)
+    return wrk_api(url, args, args.seconds, random_id)
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
+def chosen(items: Sequence[N], only: str) -> list[N]:
+    """The items whose name holds one of the comma-separated substrings of --only (all
+    of them when it is empty)."""
+    return [i for i in items if not only or any(s in i.name for s in only.split(","))]
 
 
 def embedded_server() -> EmbeddedPostgres:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ def bin_dir() -> Path:
             "or set DATABASE_URL to a PostgreSQL server"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def cluster_running(pgdata: Path, identity: Mapping[str, Any]) -> bool:
+    """Whether `pg_ctl status` finds a server running on `pgdata` (the tools run as
+    `identity`: subprocess's user, group and extra_groups)."""
+    result = subprocess.run(
+        [str(bin_dir() / "pg_ctl"), "-D", str(pgdata), "status"],
+        capture_output=True,
+        text=True,
+        **identity,
+    )
+    return result.returncode == 0
 
 
 class EmbeddedPostgres:
@@ -109,13 +122,7 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
             return False
-        result = subprocess.run(
-            [str(bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "status"],
-            capture_output=True,
-            text=True,
-            **self._identity(),
-        )
-        return result.returncode == 0
+        return cluster_running(self.pgdata, self._identity())
 
     def start(self) -> str:
         """Start (or reuse) the server and make sure the database exists; return its URL."""

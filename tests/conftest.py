@@ -46,6 +46,39 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The modules whose tests take longest (start servers, load 50,000 rows, restart
+# PostgreSQL, build the wheel), longest first, from `pytest --durations`. Under
+# pytest-xdist (`make pytest`: --dist worksteal) they are collected first, so they start
+# first: an idle worker steals from the end of another's queue, which then holds short
+# tests, and no long test is left to start last. A module's tests stay together, so its
+# module-scoped fixtures are built once per worker. A name that is gone only stops counting.
+LONGEST_FIRST = [
+    "test_import.py",
+    "test_metrics.py",
+    "test_ratelimit.py",
+    "test_load.py",
+    "test_auth.py",
+    "test_resilience.py",
+    "test_wheel.py",
+    "test_doctor.py",
+    "test_load_files.py",
+    "test_load_faults.py",
+    "test_cli_errors.py",
+    "test_readme_examples.py",
+    "test_fuzz.py",
+    "test_replicas.py",
+    "test_pgbouncer.py",
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # in one process the order changes nothing but the output
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    # sorted() is stable: the other modules, and the tests inside each, keep their order
+    items[:] = sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def read_only(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("read_only") is not None
 
@@ -143,11 +176,8 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
-    connection = await asyncpg.connect(database_url)
-    try:
+    async with pg.connected(database_url) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

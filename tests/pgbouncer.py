@@ -16,7 +16,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import psycopg
 import pytest
 
 from service.embedded import SYSTEM_USER
-from tests.serving import free_port
+from tests.serving import free_port, started
 
 BINARY_HINT = "pgbouncer not installed: apt-get install -y pgbouncer"
 
@@ -154,22 +153,14 @@ def pgbouncer(
     )
     for path in (ini, folder / "userlist.txt"):
         path.chmod(0o644)
-    with (folder / "pgbouncer.log").open("wb") as log:
-        process = subprocess.Popen(
-            [binary, str(ini)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    bouncer = PgBouncer(port=port, user=upstream.user, folder=folder, process=process)
-    try:
-        deadline = time.monotonic() + 10
-        while not answers(port):
-            assert process.poll() is None, f"pgbouncer exited at start-up:\n{bouncer.log()}"
-            assert time.monotonic() < deadline, f"pgbouncer did not listen:\n{bouncer.log()}"
-            time.sleep(0.05)
-        yield bouncer
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with (
+        (folder / "pgbouncer.log").open("wb") as log,
+        started(
+            [binary, str(ini)],
+            what="pgbouncer",
+            ready=lambda: answers(port),
+            output=log,
+            detail=lambda: f":\n{(folder / 'pgbouncer.log').read_text(errors='replace')}",
+        ) as process,
+    ):
+        yield PgBouncer(port=port, user=upstream.user, folder=folder, process=process)

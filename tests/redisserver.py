@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.serving import free_port
+from tests.serving import free_port, started
 
 
 def ping(port: int) -> bool:
@@ -32,23 +30,8 @@ def redis_server(folder: Path) -> Iterator[str]:
         pytest.skip("redis-server is not installed: apt-get install redis-server")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not ping(port):
-            assert process.poll() is None, "redis-server exited at start-up"
-            assert time.monotonic() < deadline, "redis-server did not answer PING"
-            time.sleep(0.05)
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--logfile", "redis.log"]  # fmt: skip
+    with started(args, what="redis-server", ready=lambda: ping(port)):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

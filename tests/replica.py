@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
-from service.embedded import SYSTEM_USER, bin_dir
+from service.embedded import SYSTEM_USER, bin_dir, cluster_running
 from tests.serving import free_port
 
 
@@ -122,13 +122,7 @@ class Standby:
         self._tool("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
-        result = subprocess.run(
-            [str(bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "status"],
-            capture_output=True,
-            check=False,
-            **run_as(),
-        )
-        return result.returncode == 0
+        return cluster_running(self.pgdata, run_as())
 
     def remove(self) -> None:
         if self.pgdata.exists() and self.running():

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -21,17 +22,48 @@ def free_port() -> int:
         return port
 
 
-def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited during start-up"
-        try:
-            with urllib.request.urlopen(f"{base}/health/live", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not start")
+def answers(url: str) -> bool:
+    """Whether GET `url` answers 200 (False while nothing listens or it answers otherwise)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def started(
+    args: list[str],
+    *,
+    what: str,
+    ready: Callable[[], bool],
+    timeout: float = 10,
+    output: IO[bytes] | int = subprocess.DEVNULL,
+    env: Mapping[str, str] | None = None,
+    detail: Callable[[], str] = str,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (PostgreSQL's helpers, PgBouncer, Redis, `deals serve`) while the
+    block runs: started with its output to `output`, waited for until `ready()` says it
+    answers, then terminated (killed when it does not stop within 30 s). A process that
+    exits or stays silent past `timeout` fails the test, with `detail()` (its log) said."""
+    process = subprocess.Popen(
+        args, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, f"{what} exited at start-up{detail()}"
+            assert time.monotonic() < deadline, f"{what} did not answer{detail()}"
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @dataclass(frozen=True)
@@ -51,25 +83,19 @@ def serving(database_url: str, log: Path, **env: str) -> Iterator[Server]:
     (a file, never an unread pipe that could fill and stall the server)."""
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), **env}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    with (
+        log.open("wb") as out,
+        started(
             [sys.executable, "-m", "service", "serve"],
+            what="the server",
+            ready=lambda: answers(f"{base}/health/live"),
+            timeout=30,
+            output=out,
             env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", port, process, log)
-    try:
-        wait_until_serving(server.base, process)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        ) as process,
+    ):
+        yield Server(base, port, process, log)
 
 
 @contextmanager

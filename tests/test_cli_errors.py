@@ -1,14 +1,13 @@
 """Every `deals` command, when the database cannot be reached or DATABASE_URL is
 malformed: one line on stderr naming the URL with its password hidden, exit 2,
-no traceback. Run as real subprocesses, as a user runs them."""
+no traceback. Run as real processes, as a user runs them (forked from one that imported
+the CLI once: tests/forked.py; `deals serve` is started as it is on a command line)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,9 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from service.settings import ENV_VARS, redact_url
-from tests import pg
+from tests import forked, pg
+from tests.serving import free_port
 
-DEALS = str(Path(sys.executable).parent / "deals")
 PASSWORD = "s3cr3t-pw"
 
 CSV = (
@@ -31,13 +30,6 @@ CSV = (
     "1,Grand Hotel Paris,Paris,France,+33 100 000000,2,Standard,76.24,117.29,35,"
     "2026-01-07,2026-01-08,false,business,2025-10-12T03:50:43\n"
 )
-
-
-def free_port() -> int:
-    """A port nothing listens on (the kernel just handed it out and it was closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 ROLE = f"deals_cli_{os.getpid()}"  # made by the `role` fixture, with PASSWORD
@@ -108,19 +100,21 @@ def environment(url: str) -> dict[str, str]:
     return {**env, "DATABASE_URL": url}
 
 
+@pytest.fixture(scope="module")
+def deals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[forked.Deals]:
+    """Each command a process of its own, forked from one that imported the CLI once."""
+    with forked.deals(tmp_path_factory.mktemp("cli-output")) as runner:
+        yield runner
+
+
 @pytest.mark.parametrize(("command", "kind"), CASES)
 @pytest.mark.usefixtures("role")
-def test_one_line_and_exit_2(admin_url: str, tmp_path: Path, command: str, kind: str) -> None:
+def test_one_line_and_exit_2(
+    deals: forked.Deals, admin_url: str, tmp_path: Path, command: str, kind: str
+) -> None:
     url, password = {**MALFORMED, **UNREACHABLE}[kind](admin_url)
     (tmp_path / "deals.csv").write_text(CSV)
-    result = subprocess.run(
-        [DEALS, *COMMANDS[command]],
-        cwd=tmp_path,
-        env=environment(url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = deals.run(COMMANDS[command], cwd=tmp_path, env=environment(url), timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "Traceback" not in output
@@ -152,7 +146,7 @@ def test_serve_keeps_serving_an_unreachable_database(
     url, password = UNREACHABLE[kind](admin_url)
     port = free_port()
     server = subprocess.Popen(
-        [DEALS, "serve", "--port", str(port)],
+        [forked.DEALS, "serve", "--port", str(port)],
         cwd=tmp_path,
         env=environment(url),
         stdout=subprocess.PIPE,

@@ -53,15 +53,22 @@ async def add_one_cent(client: httpx.AsyncClient, deal_id: int) -> int:
     raise AssertionError("no progress")
 
 
-async def test_read_modify_write_with_retries_loses_no_update(
-    database_url: str, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+async def assert_no_update_lost(
+    settings: Settings, known: Known, conn: asyncpg.Connection[asyncpg.Record]
 ) -> None:
+    """CLIENTS clients each add one cent to the same deal, retrying on 409: every cent counts."""
     deal = known.deals[2]
     start = await conn.fetchval("SELECT price_per_night FROM deals WHERE id = $1", deal.id)
-    settings = Settings(database_url=database_url, pool_min_size=4, pool_max_size=CLIENTS)
     async with app_and_client(settings) as (_app, client):
         await asyncio.gather(*(add_one_cent(client, deal.id) for _ in range(CLIENTS)))
     row = await conn.fetchrow("SELECT price_per_night, version FROM deals WHERE id = $1", deal.id)
     assert row is not None
     assert row["price_per_night"] == start + Decimal("0.01") * CLIENTS
     assert row["version"] == 1 + CLIENTS
+
+
+async def test_read_modify_write_with_retries_loses_no_update(
+    database_url: str, known: Known, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    settings = Settings(database_url=database_url, pool_min_size=4, pool_max_size=CLIENTS)
+    await assert_no_update_lost(settings, known, conn)

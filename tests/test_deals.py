@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.api.params import MAX_LIMIT
-from tests.client import Client, get_ok
+from tests.client import Client, error_body, get_ok
 from tests.known import Known, ordered
 
 # Every test here only reads: they share one seeded (or empty) read-only database.
@@ -67,14 +67,7 @@ async def test_deal_404(client: Client, known: Known) -> None:
     response = await client.get("/deals/999999", headers={"X-Request-ID": "req-404"})
     assert response.status_code == 404
     assert response.headers["X-Request-ID"] == "req-404"
-    assert response.json() == {
-        "error": {
-            "code": "NOT_FOUND",
-            "message": "deal 999999 does not exist",
-            "details": [],
-            "request_id": "req-404",
-        }
-    }
+    assert response.json() == error_body("NOT_FOUND", "deal 999999 does not exist", "req-404")
 
 
 async def test_deal_id_out_of_range_422(client: Client) -> None:

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -110,12 +110,21 @@ def api() -> Iterator[MetricsDouble]:
     double.close()
 
 
+Doctor = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
 def doctor(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, *args: str
-) -> tuple[int, str]:
-    monkeypatch.setenv("DATABASE_URL", url)
-    code = main(["doctor", *args])
-    return code, capsys.readouterr().out
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Doctor:
+    """`deals doctor ARGS...` against this test's database: (exit code, what it printed)."""
+
+    def run(*args: str) -> tuple[int, str]:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        code = main(["doctor", *args])
+        return code, capsys.readouterr().out
+
+    return run
 
 
 def by_name(found: list[Check]) -> dict[str, Check]:
@@ -142,12 +151,10 @@ async def load_generated(url: str, tmp_path: Path, rows: int) -> None:
 
 
 def test_a_healthy_service_passes_and_json_lists_the_four_checks(
-    database_url: str,
+    doctor: Doctor,
     api: MetricsDouble,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out = doctor(monkeypatch, capsys, database_url, "--api", api.url, "--json")
+    code, out = doctor("--api", api.url, "--json")
     document = json.loads(out)
     assert [c["name"] for c in document["checks"]] == NAMES
     assert [c["status"] for c in document["checks"]] == ["ok"] * 4
@@ -165,13 +172,11 @@ def test_a_healthy_service_passes_and_json_lists_the_four_checks(
 
 
 def test_a_route_at_21_statements_per_request_fails_by_name(
-    database_url: str,
+    doctor: Doctor,
     api: MetricsDouble,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     api.text = N_PLUS_ONE
-    code, out = doctor(monkeypatch, capsys, database_url, "--api", api.url)
+    code, out = doctor("--api", api.url)
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["fail", "n_plus_one"]
     assert "/deals runs 21.0 statements per request (over 3)" in lines[0]
@@ -179,15 +184,15 @@ def test_a_route_at_21_statements_per_request_fails_by_name(
     assert [line.split()[1] for line in lines if not line.startswith(" ")] == NAMES
     assert code == 1
     # the threshold is an option
-    code, out = doctor(monkeypatch, capsys, database_url, "--api", api.url, "--max-queries", "25")
+    code, out = doctor("--api", api.url, "--max-queries", "25")
     assert out.startswith("ok    n_plus_one")
     assert code == 0
 
 
 def test_without_api_n_plus_one_is_not_checked(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    doctor: Doctor,
 ) -> None:
-    code, out = doctor(monkeypatch, capsys, database_url, "--json")
+    code, out = doctor("--json")
     first = json.loads(out)["checks"][0]
     assert first == {
         "name": "n_plus_one",
@@ -200,12 +205,12 @@ def test_without_api_n_plus_one_is_not_checked(
 
 
 def test_an_unreadable_metrics_warns(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    doctor: Doctor,
 ) -> None:
     double = MetricsDouble()
     url = double.url
     double.close()  # nothing listens there any more
-    code, out = doctor(monkeypatch, capsys, database_url, "--api", url, "--json")
+    code, out = doctor("--api", url, "--json")
     first = json.loads(out)["checks"][0]
     assert first["status"] == "warn"
     assert first["summary"].startswith(f"not checked: GET {url}/metrics failed")
@@ -213,13 +218,11 @@ def test_an_unreadable_metrics_warns(
 
 
 def test_a_saturated_api_pool_fails(
-    database_url: str,
+    doctor: Doctor,
     api: MetricsDouble,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     api.text = metrics_text(("/deals", 2, 40), in_use=10, waiters=7)
-    code, out = doctor(monkeypatch, capsys, database_url, "--api", api.url, "--json")
+    code, out = doctor("--api", api.url, "--json")
     pool = json.loads(out)["checks"][2]
     assert pool["status"] == "fail"
     assert "10 of 10 connections in use (100%), 7 request(s) waiting" in pool["summary"]
@@ -250,12 +253,11 @@ def settled_metrics(base: str, max_size: float) -> Metrics:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_against_the_real_metrics_of_deals_serve(
+    doctor: Doctor,
     database_url: str,
     known: Known,
     workers: int,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The real exposition, not the double: `_created` samples, the le="0.0" bucket, and with
     two workers the multiprocess collector's sums (livesum gauges, merged histograms)."""
@@ -274,7 +276,7 @@ def test_against_the_real_metrics_of_deals_serve(
         for deal in known.deals[:5]:
             get(f"{server.base}/deals/{deal.id}")  # 1 statement
         assert settled_metrics(server.base, 4.0 * workers).pool_max_size == 4.0 * workers
-        code, out = doctor(monkeypatch, capsys, database_url, "--api", server.base, "--json")
+        code, out = doctor("--api", server.base, "--json")
     found = {c["name"]: c for c in json.loads(out)["checks"]}
     n_plus_one = found["n_plus_one"]
     assert n_plus_one["status"] == "ok", n_plus_one

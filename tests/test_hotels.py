@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client import Client, get_ok
+from tests.client import Client, error_body, get_ok
 from tests.known import CATEGORIES, Known
 
 # Every test here only reads: they share one seeded (or empty) read-only database.
@@ -49,14 +49,7 @@ async def test_one_hotel_and_404(client: Client, known: Known) -> None:
     assert await get_ok(client, f"/hotels/{hotel['id']}") == hotel
     response = await client.get("/hotels/424242", headers={"X-Request-ID": "h-1"})
     assert response.status_code == 404
-    assert response.json() == {
-        "error": {
-            "code": "NOT_FOUND",
-            "message": "hotel 424242 does not exist",
-            "details": [],
-            "request_id": "h-1",
-        }
-    }
+    assert response.json() == error_body("NOT_FOUND", "hotel 424242 does not exist", "h-1")
 
 
 async def test_categories(client: Client, known: Known) -> None:

@@ -85,11 +85,8 @@ def shared_url(admin_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 async def shared(shared_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
-    connection = await asyncpg.connect(shared_url)
-    try:
+    async with pg.connected(shared_url) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 def file_with(tmp_path: Path, column: str, value: str, first: int = 1) -> Path:

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,7 +33,7 @@ from tests.conftest import Client, read_only
 from tests.inloop import app_and_client, database_of
 from tests.known import Known
 from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.test_deal_concurrency import CLIENTS, add_one_cent
+from tests.test_deal_concurrency import CLIENTS, assert_no_update_lost
 from tests.test_deal_writes import (  # noqa: F401 (run again here, through PgBouncer)
     new_deal,
     test_check_violation_that_reaches_the_database_maps_to_422,
@@ -276,15 +275,8 @@ async def test_same_version_patches_at_once_exactly_one_wins_through_pgbouncer(
 async def test_read_modify_write_with_retries_loses_no_update_through_pgbouncer(
     database_url: str, bouncer: PgBouncer, known: Known, conn: asyncpg.Connection[asyncpg.Record]
 ) -> None:
-    deal = known.deals[2]
-    start = await conn.fetchval("SELECT price_per_night FROM deals WHERE id = $1", deal.id)
     settings = pooled(database_url, bouncer, pool_min_size=4, pool_max_size=CLIENTS)
-    async with app_and_client(settings) as (_app, client):
-        await asyncio.gather(*(add_one_cent(client, deal.id) for _ in range(CLIENTS)))
-    row = await conn.fetchrow("SELECT price_per_night, version FROM deals WHERE id = $1", deal.id)
-    assert row is not None
-    assert row["price_per_night"] == start + Decimal("0.01") * CLIENTS
-    assert row["version"] == 1 + CLIENTS
+    await assert_no_update_lost(settings, known, conn)
 
 
 async def test_many_concurrent_reads_share_few_server_connections(

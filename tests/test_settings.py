@@ -4,32 +4,69 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.settings import ENV_VARS, Settings, SettingsError, redact_url
 from tests import ROOT
 
+# variable, its field, the field's default, a value set in the environment, what it reads as
+EVERY: list[tuple[str, str, object, str, object]] = [
+    (
+        "DATABASE_URL",
+        "database_url",
+        None,
+        "postgres://u:p@db:5433/deals",
+        "postgres://u:p@db:5433/deals",
+    ),
+    ("API_HOST", "host", "127.0.0.1", "10.0.0.7", "10.0.0.7"),
+    ("API_PORT", "port", 8000, "65535", 65535),
+    ("API_WORKERS", "workers", 1, "4", 4),
+    ("POOL_MIN_SIZE", "pool_min_size", 2, "0", 0),
+    ("POOL_MAX_SIZE", "pool_max_size", 10, "1", 1),
+    ("POOL_ACQUIRE_TIMEOUT", "pool_acquire_timeout", 2.0, "0.25", 0.25),
+    ("POOL_MAX_WAITERS", "pool_max_waiters", 1000, "0", 0),
+    ("STATEMENT_TIMEOUT_MS", "statement_timeout_ms", 5000, "0", 0),
+    ("LOG_LEVEL", "log_level", "info", "WARNING", "warning"),
+    ("STATS_CACHE_SECONDS", "stats_cache_seconds", 0.0, "30", 30.0),
+    ("MAX_BODY_BYTES", "max_body_bytes", 65536, "1", 1),
+    ("SHUTDOWN_DRAIN_SECONDS", "shutdown_drain_seconds", 1.0, "0", 0.0),
+    ("DEALS_DATA_DIR", "data_dir", Path(".data"), "/var/lib/deals", Path("/var/lib/deals")),
+    (
+        "CORS_ORIGINS",
+        "cors_origins",
+        (),
+        "https://app.example.com, http://localhost:3000,",
+        ("https://app.example.com", "http://localhost:3000"),
+    ),
+    (
+        "AUTH_JWT_PUBLIC_KEY",
+        "auth_jwt_public_key",
+        None,
+        "/etc/deals/jwt.pem",
+        Path("/etc/deals/jwt.pem"),
+    ),
+    ("AUTH_JWT_AUDIENCE", "auth_jwt_audience", None, "deals-api", "deals-api"),
+    ("AUTH_JWT_LEEWAY_SECONDS", "auth_jwt_leeway_seconds", 30, "0", 0),
+    ("METRICS_TOKEN", "metrics_token", None, "scrape-me", "scrape-me"),
+    ("RATE_LIMIT", "rate_limit", None, "200/s", "200/s"),
+    ("REDIS_URL", "redis_url", None, "redis://cache:6379/0", "redis://cache:6379/0"),
+    (
+        "DATABASE_REPLICA_URLS",
+        "database_replica_urls",
+        (),
+        "postgres://u:p@replica1/deals, postgresql://u@replica2:5433/deals,",
+        ("postgres://u:p@replica1/deals", "postgresql://u@replica2:5433/deals"),
+    ),
+    ("REPLICA_MAX_LAG_SECONDS", "replica_max_lag_seconds", 5.0, "0.5", 0.5),
+]
+
 
 def test_defaults_when_nothing_is_set() -> None:
     assert Settings.from_env({}) == Settings()
-    assert Settings() == Settings(
-        database_url=None,
-        host="127.0.0.1",
-        port=8000,
-        workers=1,
-        pool_min_size=2,
-        pool_max_size=10,
-        pool_acquire_timeout=2.0,
-        pool_max_waiters=1000,
-        statement_timeout_ms=5000,
-        log_level="info",
-        stats_cache_seconds=0.0,
-        max_body_bytes=65536,
-        shutdown_drain_seconds=1.0,
-        data_dir=Path(".data"),
-        cors_origins=(),
-    )
+    defaults: dict[str, Any] = {field: default for _, field, default, _, _ in EVERY}
+    assert Settings() == Settings(**defaults)
 
 
 def test_an_empty_variable_keeps_the_default() -> None:
@@ -37,59 +74,10 @@ def test_an_empty_variable_keeps_the_default() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    env = {
-        "DATABASE_URL": "postgres://u:p@db:5433/deals",
-        "API_HOST": "10.0.0.7",
-        "API_PORT": "65535",
-        "API_WORKERS": "4",
-        "POOL_MIN_SIZE": "0",
-        "POOL_MAX_SIZE": "1",
-        "POOL_ACQUIRE_TIMEOUT": "0.25",
-        "POOL_MAX_WAITERS": "0",
-        "STATEMENT_TIMEOUT_MS": "0",
-        "LOG_LEVEL": "WARNING",
-        "STATS_CACHE_SECONDS": "30",
-        "MAX_BODY_BYTES": "1",
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-        "DEALS_DATA_DIR": "/var/lib/deals",
-        "CORS_ORIGINS": "https://app.example.com, http://localhost:3000,",
-        "AUTH_JWT_PUBLIC_KEY": "/etc/deals/jwt.pem",
-        "AUTH_JWT_AUDIENCE": "deals-api",
-        "AUTH_JWT_LEEWAY_SECONDS": "0",
-        "METRICS_TOKEN": "scrape-me",
-        "RATE_LIMIT": "200/s",
-        "REDIS_URL": "redis://cache:6379/0",
-        "DATABASE_REPLICA_URLS": "postgres://u:p@replica1/deals, postgresql://u@replica2:5433/deals,",
-        "REPLICA_MAX_LAG_SECONDS": "0.5",
-    }
-    assert Settings.from_env(env) == Settings(
-        database_url="postgres://u:p@db:5433/deals",
-        host="10.0.0.7",
-        port=65535,
-        workers=4,
-        pool_min_size=0,
-        pool_max_size=1,
-        pool_acquire_timeout=0.25,
-        pool_max_waiters=0,
-        statement_timeout_ms=0,
-        log_level="warning",
-        stats_cache_seconds=30.0,
-        max_body_bytes=1,
-        shutdown_drain_seconds=0.0,
-        data_dir=Path("/var/lib/deals"),
-        cors_origins=("https://app.example.com", "http://localhost:3000"),
-        auth_jwt_public_key=Path("/etc/deals/jwt.pem"),
-        auth_jwt_audience="deals-api",
-        auth_jwt_leeway_seconds=0,
-        metrics_token="scrape-me",
-        rate_limit="200/s",
-        redis_url="redis://cache:6379/0",
-        database_replica_urls=(
-            "postgres://u:p@replica1/deals",
-            "postgresql://u@replica2:5433/deals",
-        ),
-        replica_max_lag_seconds=0.5,
-    )
+    env = {var: raw for var, _, _, raw, _ in EVERY}
+    fields: dict[str, Any] = {field: value for _, field, _, _, value in EVERY}
+    assert {ENV_VARS[var] for var in env} == set(fields)
+    assert Settings.from_env(env) == Settings(**fields)
 
 
 def test_the_secret_is_read() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +30,7 @@ import pytest
 
 from service.settings import ENV_VARS
 from tests import ROOT, pg
+from tests.serving import free_port
 
 # What a build of the checkout must not pick up (and must not write into).
 NOT_SOURCE = shutil.ignore_patterns(
@@ -116,12 +116,6 @@ def empty_database(admin_url: str) -> Iterator[str]:
     pg.admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     yield pg.with_database(admin_url, name)
     pg.drop(admin_url, name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status_of(url: str) -> int | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.datastructures import State
 
-from service.api.errors import error_responses
+from service.api.errors import read
 from service.db.categories import list_categories
 from service.db.pool import Database
 from service.db.rows import Category
@@ -15,12 +15,7 @@ class CategoriesController(Controller):
     path = "/categories"
     tags = ["categories"]  # noqa: RUF012
 
-    @get(
-        "/",
-        summary="List categories",
-        operation_id="listCategories",
-        responses=error_responses(503, 504),
-    )
+    @read("/", "List categories", "listCategories", 503, 504)
     async def categories(self, state: State) -> list[Category]:
         """Every category, by name (names are lower case)."""
         db: Database = state.db

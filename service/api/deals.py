@@ -30,7 +30,7 @@ from service.api.bodies import (
     parse,
     read_json_body,
 )
-from service.api.errors import Conflict, NotFound, Unprocessable, error_responses
+from service.api.errors import Conflict, NotFound, Unprocessable, error_responses, read
 from service.api.http import next_link
 from service.api.paging import (
     CursorError,
@@ -166,11 +166,13 @@ class DealsController(Controller):
     path = "/deals"
     tags = ["deals"]  # noqa: RUF012
 
-    @get(
+    @read(
         "/",
-        summary="List deals",
-        operation_id="listDeals",
-        responses=error_responses(422, 503, 504),
+        "List deals",
+        "listDeals",
+        422,
+        503,
+        504,
         response_headers=[
             ResponseHeader(
                 name="Link",

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -300,6 +300,18 @@ ERROR_DESCRIPTIONS = {
     503: "Database unavailable or no connection free in time (Retry-After set)",
     504: "Statement timeout",
 }
+
+
+def read(path: str, summary: str, operation_id: str, *errors: int, **options: Any) -> get:
+    """`@get(path)` as every documented read route declares it: its OpenAPI summary and
+    operation id, and the error responses it can give (error_responses)."""
+    return get(
+        path,
+        summary=summary,
+        operation_id=operation_id,
+        responses=error_responses(*errors),
+        **options,
+    )
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:

@@ -28,11 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Response
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from service.api.errors import Gone, error_responses
+from service.api.errors import Gone, read
 from service.api.params import invalid
 from service.db.events import EventRow, EventType, list_events
 from service.db.pool import Database
@@ -159,12 +159,7 @@ class EventsController(Controller):
     path = "/events"
     tags = ["events"]  # noqa: RUF012
 
-    @get(
-        "/",
-        summary="The change feed",
-        operation_id="listEvents",
-        responses=error_responses(410, 422, 503, 504),
-    )
+    @read("/", "The change feed", "listEvents", 410, 422, 503, 504)
     async def list_events(
         self,
         state: State,

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 
-from service.api.errors import RETRY_AFTER, ServiceUnavailable, error_responses
+from service.api.errors import RETRY_AFTER, ServiceUnavailable, read
 from service.db.health import applied_migrations, ping
 from service.db.pool import Database
 from service.db.replicas import State as ReplicaState
@@ -48,12 +48,7 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]  # noqa: RUF012
 
-    @get(
-        "/",
-        summary="Database health",
-        operation_id="getHealth",
-        responses=error_responses(503, 504),
-    )
+    @read("/", "Database health", "getHealth", 503, 504)
     async def health(self, state: State) -> Health:
         """200 when the database answers a query, 503 when it does not."""
         db: Database = state.db
@@ -66,12 +61,7 @@ class HealthController(Controller):
         """200 whenever the process answers; no database involved."""
         return Health(status="ok")
 
-    @get(
-        "/ready",
-        summary="Readiness",
-        operation_id="getReadiness",
-        responses=error_responses(503, 504),
-    )
+    @read("/ready", "Readiness", "getReadiness", 503, 504)
     async def ready(self, state: State) -> Readiness:
         """200 when the pool reaches the primary and every migration is applied; lists each
         database (the primary and every read replica) with its state and lag."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.datastructures import State
 
-from service.api.errors import NotFound, error_responses
+from service.api.errors import NotFound, read
 from service.api.params import DEFAULT_LIMIT, City, Count, HotelId, Limit, Skip
 from service.api.responses import HotelPage
 from service.db.hotels import count_hotels, estimate_hotels, get_hotel, list_hotels
@@ -17,12 +17,7 @@ class HotelsController(Controller):
     path = "/hotels"
     tags = ["hotels"]  # noqa: RUF012
 
-    @get(
-        "/",
-        summary="List hotels",
-        operation_id="listHotels",
-        responses=error_responses(422, 503, 504),
-    )
+    @read("/", "List hotels", "listHotels", 422, 503, 504)
     async def list_hotels(
         self,
         state: State,
@@ -42,12 +37,7 @@ class HotelsController(Controller):
                 total = await estimate_hotels(conn, city=city)
         return HotelPage(items=items, total=total, skip=skip, limit=limit)
 
-    @get(
-        "/{id:int}",
-        summary="One hotel",
-        operation_id="getHotel",
-        responses=error_responses(404, 422, 503, 504),
-    )
+    @read("/{id:int}", "One hotel", "getHotel", 404, 422, 503, 504)
     async def hotel_by_id(self, state: State, id: HotelId) -> Hotel:
         """One hotel; 404 when there is none."""
         db: Database = state.db

@@ -22,12 +22,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller
 from litestar.datastructures import State
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.api.errors import error_responses
+from service.api.errors import read
 from service.api.metrics import count_stats_cache
 from service.api.params import (
     CategoryName,
@@ -137,12 +137,7 @@ class StatsController(Controller):
     path = "/deals/stats"
     tags = ["deals"]  # noqa: RUF012
 
-    @get(
-        "/",
-        summary="Deal statistics by city",
-        operation_id="getDealStats",
-        responses=error_responses(422, 503, 504),
-    )
+    @read("/", "Deal statistics by city", "getDealStats", 422, 503, 504)
     async def stats(
         self,
         state: State,

@@ -17,7 +17,7 @@ never open, does not move). So it stands in for the pooled connection it wraps
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -45,6 +45,7 @@ MOVES = REPLICA_GONE + RECOVERY_CONFLICT
 
 # Given what failed on the replica: a primary connection (held until the read ends).
 Move = Callable[[BaseException], Awaitable[Connection]]
+T = TypeVar("T")
 
 
 class ReadConnection:
@@ -65,33 +66,26 @@ class ReadConnection:
         self.replica = ""
         return self._conn
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def _run(self, statement: Callable[[Connection], Awaitable[T]]) -> T:
+        """The statement on the connection in use; once more on the primary when the
+        replica fails it (and the read stays there)."""
         try:
-            return await self._conn.fetch(query, *args)
+            return await statement(self._conn)
         except MOVES as exc:
             conn = await self._moved(exc)
-        return await conn.fetch(query, *args)
+        return await statement(conn)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._run(lambda conn: conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        try:
-            return await self._conn.fetchrow(query, *args)
-        except MOVES as exc:
-            conn = await self._moved(exc)
-        return await conn.fetchrow(query, *args)
+        return await self._run(lambda conn: conn.fetchrow(query, *args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        try:
-            return await self._conn.fetchval(query, *args)
-        except MOVES as exc:
-            conn = await self._moved(exc)
-        return await conn.fetchval(query, *args)
+        return await self._run(lambda conn: conn.fetchval(query, *args))
 
     async def execute(self, query: str, *args: Any) -> str:
-        try:
-            return await self._conn.execute(query, *args)
-        except MOVES as exc:
-            conn = await self._moved(exc)
-        return await conn.execute(query, *args)
+        return await self._run(lambda conn: conn.execute(query, *args))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

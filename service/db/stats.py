@@ -1,4 +1,5 @@
-"""One typed function per query of sql/stats.sql, and which one answers a shape.
+"""A typed function per query of sql/stats.sql (deal_stats runs deal_stats_by_city), and
+which one answers a shape.
 
 deal_totals (migration 0010) answers what filters only by hotel and
 is_available, exactly and in step with every write; a price range or a
@@ -32,18 +33,15 @@ async def deal_stats(
     price_max: Decimal | None,
     category: str | None,
     is_available: bool | None,
+    live: bool = False,
 ) -> list[CityStats]:
-    """GET /deals/stats: from deal_totals where it can answer, else the live query."""
-    if totals_answer(price_min=price_min, price_max=price_max, category=category):
+    """GET /deals/stats: from deal_totals where it can answer, else the live query
+    (deal_stats_by_city); live=True asks the deals themselves whatever the filters
+    (the tests hold the two answers equal)."""
+    if not live and totals_answer(price_min=price_min, price_max=price_max, category=category):
         return await deal_stats_from_totals(conn, min_stars=min_stars, is_available=is_available)
-    return await deal_stats_by_city(
-        conn,
-        min_stars=min_stars,
-        price_min=price_min,
-        price_max=price_max,
-        category=category,
-        is_available=is_available,
-    )
+    rows = await DEAL_STATS_BY_CITY(conn, min_stars, price_min, price_max, category, is_available)
+    return city_stats(rows)
 
 
 def city_stats(rows: list[Record]) -> list[CityStats]:
@@ -51,19 +49,6 @@ def city_stats(rows: list[Record]) -> list[CityStats]:
         CityStats(city=row["city"], avg_price=row["avg_price"], deal_count=row["deal_count"])
         for row in rows
     ]
-
-
-async def deal_stats_by_city(
-    conn: Connection,
-    *,
-    min_stars: int | None,
-    price_min: Decimal | None,
-    price_max: Decimal | None,
-    category: str | None,
-    is_available: bool | None,
-) -> list[CityStats]:
-    rows = await DEAL_STATS_BY_CITY(conn, min_stars, price_min, price_max, category, is_available)
-    return city_stats(rows)
 
 
 async def deal_stats_from_totals(

@@ -13,56 +13,44 @@ class LoadError(Exception):
     exit_code = 1
     code = "LOAD_FAILED"
 
+    def __init_subclass__(cls, *, exit_code: int, code: str, **kwargs: Any) -> None:
+        """Each kind of failure names its exit code and code in its class line."""
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = exit_code
+        cls.code = code
+
     def __init__(self, message: str, details: list[Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
 
 
-class UsageError(LoadError):
+class UsageError(LoadError, exit_code=2, code="USAGE"):
     """A file that cannot be read, a rejects file that cannot be written."""
 
-    exit_code = 2
-    code = "USAGE"
 
-
-class MalformedFile(LoadError):
+class MalformedFile(LoadError, exit_code=2, code="MALFORMED_FILE"):
     """Not a deals CSV: empty, header only, wrong columns, bad UTF-8, broken quoting."""
 
-    exit_code = 2
-    code = "MALFORMED_FILE"
 
-
-class TooLarge(LoadError):
+class TooLarge(LoadError, exit_code=2, code="PAYLOAD_TOO_LARGE"):
     """A request body larger than the import takes (IMPORT_MAX_BYTES)."""
-
-    exit_code = 2
-    code = "PAYLOAD_TOO_LARGE"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"the body is larger than {max_bytes:,} bytes (IMPORT_MAX_BYTES)")
         self.max_bytes = max_bytes
 
 
-class LoadBusy(LoadError):
+class LoadBusy(LoadError, exit_code=3, code="LOAD_BUSY"):
     """Another load held the load lock for longer than this one may wait."""
 
-    exit_code = 3
-    code = "LOAD_BUSY"
 
-
-class DatabaseUnavailable(LoadError):
+class DatabaseUnavailable(LoadError, exit_code=3, code="DATABASE_UNAVAILABLE"):
     """The database failed or went away during the load."""
 
-    exit_code = 3
-    code = "DATABASE_UNAVAILABLE"
 
-
-class DatabaseUnreachable(LoadError):
+class DatabaseUnreachable(LoadError, exit_code=2, code="DATABASE_UNREACHABLE"):
     """The load could not connect at all: exit 2, as every `deals` command does."""
-
-    exit_code = 2
-    code = "DATABASE_UNREACHABLE"
 
 
 class ProblemLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,11 +62,8 @@ class ProblemLine(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class BadRows(LoadError):
+class BadRows(LoadError, exit_code=1, code="BAD_ROWS"):
     """Strict mode found bad rows: nothing was written."""
-
-    exit_code = 1
-    code = "BAD_ROWS"
 
     def __init__(
         self, message: str, problems: list[ProblemLine], problem_count: int, rows_rejected: int
