@@ -152,7 +152,7 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "hotels page + total",
-            [("list_all_hotels", (PAGE, 0)), ("count_all_hotels", ())],
+            [("list_all_hotels_counted", (PAGE, 0))],
             "SELECT json_build_object('items', COALESCE((SELECT json_agg(h) FROM ("
             "SELECT id, name, city, country, phone, star_rating FROM hotels ORDER BY id "
             f"LIMIT {PAGE}) h), '[]'::json), 'total', (SELECT count(*) FROM hotels));\n",

@@ -168,6 +168,7 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
     "count_hotels": [(None,), ("paris",)],
     "list_all_hotels": [(20, 0), (50, 100)],
     "count_all_hotels": [()],
+    "list_all_hotels_counted": [(20, 0), (50, 140)],
 }
 RUNS = 7  # more than the 5 custom plans PostgreSQL's auto mode would make first
 HELPERS: dict[str, Any] = {"one": sqlcat.One, "many": sqlcat.Many, "val": sqlcat.Value}

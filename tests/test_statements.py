@@ -132,7 +132,8 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_all_deals_by_created_at :many"]),
-        ("/hotels", ["list_all_hotels :many", "count_all_hotels :val"]),
+        ("/hotels", ["list_all_hotels_counted :many"]),
+        ("/hotels?count=none", ["list_all_hotels :many"]),
         ("/hotels?city=paris", ["list_hotels :many", "count_hotels :val"]),
     ],
 )
