@@ -383,3 +383,18 @@ WHERE ($1::numeric IS NULL OR d.price_per_night >= $1::numeric)
 SELECT count(*)
 FROM deal_categories dc
 WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($1::text))
+
+-- name: estimate_all_deals :val
+-- GET /deals?count=estimated with no filter: the planner's estimate of every
+-- deal, the number EXPLAIN of the page query gives, computed as the planner
+-- computes it (pg_class.reltuples per relpages, as of the last VACUUM or
+-- ANALYZE, times the table's current pages) without planning a query: one
+-- pg_class row and the table's size. NULL where the planner estimates
+-- otherwise (never analyzed, or no page at the last count): EXPLAIN then.
+-- plan: generic (no parameter: planned once per connection)
+SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+            THEN round(c.reltuples::float8 / c.relpages
+                       * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+       END
+FROM pg_class c
+WHERE c.oid = 'deals'::regclass

@@ -163,6 +163,7 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
     ],
     "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (None, Decimal(40))],
     "count_category_deals": [("luxury",), ("Budget",), ("nothing",)],
+    "estimate_all_deals": [()],
     "get_hotel": [(1,), (10**9,)],
     "list_hotels": [(None, 20, 0), ("paris", 20, 0)],
     "count_hotels": [(None,), ("paris",)],
@@ -325,3 +326,26 @@ async def test_a_sort_with_no_filter_pages_as_the_general_query(
         assert after == [deal_from_row(row) for row in rows], sort
         sizes.append(len(after))
     assert sizes == [21, 10, 5] * 4
+
+
+async def test_the_estimate_with_no_filter_is_the_planners(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """estimate_all_deals reads, from pg_class, the number EXPLAIN of the page query gives;
+    before the table was ever analyzed it leaves the estimate to EXPLAIN."""
+    estimate = await deals.estimate_deals(conn, filters=deals.NO_FILTERS)
+    explained = await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    assert estimate == explained == bench_rows
+    await conn.execute("INSERT INTO deals (hotel_id, room_type, price_per_night, original_price,"
+                       " discount_percent, checkin_date, checkout_date)"
+                       " SELECT hotel_id, room_type, price_per_night, original_price,"
+                       " discount_percent, checkin_date, checkout_date FROM deals")  # fmt: skip
+    # the table doubled since the last ANALYZE: both scale reltuples to its pages now
+    estimate = await deals.estimate_deals(conn, filters=deals.NO_FILTERS)
+    assert estimate == await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    assert estimate > bench_rows * 3 // 2
+    await conn.execute("UPDATE pg_class SET reltuples = -1 WHERE oid = 'deals'::regclass")
+    assert await deals.ESTIMATE_ALL_DEALS(conn) is None
+    assert await deals.estimate_deals(conn, filters=deals.NO_FILTERS) == (
+        await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    )

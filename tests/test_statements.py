@@ -113,13 +113,13 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ("/deals?count=none", ["list_all_deals_by_id :many"]),
         (
             "/deals?count=estimated&sort=price",
-            ["list_all_deals_by_price :many", "list_all_deals_by_id"],
+            ["list_all_deals_by_price :many", "estimate_all_deals :val"],
         ),
         (
             "/deals?count=estimated&city=paris",
             ["list_deals_in_city_by_id :many", "list_deals_by_id"],
         ),
-        ("/deals?count=estimated", ["list_all_deals_by_id :many", "list_all_deals_by_id"]),
+        ("/deals?count=estimated", ["list_all_deals_by_id :many", "estimate_all_deals :val"]),
         (
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals_from_totals :val"],
