@@ -117,7 +117,7 @@ def answers(rows: int) -> list[Answer]:
         Answer(
             "price range 100-150 + total",
             [
-                ("list_deals_by_id", (None, None, "100", "150", None, None, None, PAGE, 0)),
+                ("list_deals_in_price_range_by_id", ("100", "150", 0, PAGE, 0)),
                 ("count_deals_in_price_range", ("100", "150")),
             ],
             plain_page(
@@ -129,7 +129,7 @@ def answers(rows: int) -> list[Answer]:
         Answer(
             "category luxury + total",
             [
-                ("list_deals_by_id", (None, None, None, None, "luxury", None, None, PAGE, 0)),
+                ("list_deals_in_category_by_id", ("luxury", 0, PAGE, 0)),
                 ("count_category_deals", ("luxury",)),
             ],
             plain_page(

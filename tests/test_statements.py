@@ -105,7 +105,10 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
     ("path", "expected"),
     [
         ("/deals", ["list_all_deals_by_id :many", "count_deals_from_totals :val"]),
-        ("/deals?price_min=1", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
+        (
+            "/deals?price_min=1",
+            ["list_deals_in_price_range_by_id :many", "count_deals_in_price_range :val"],
+        ),
         (
             "/deals?city=paris&min_stars=3",
             ["list_deals_in_city_by_id :many", "count_deals_from_totals :val"],
@@ -124,12 +127,18 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals_from_totals :val"],
         ),
-        ("/deals?category=luxury", ["list_deals_by_id :many", "count_category_deals :val"]),
+        (
+            "/deals?category=luxury",
+            ["list_deals_in_category_by_id :many", "count_category_deals :val"],
+        ),
         (
             "/deals?category=luxury&is_available=true",
             ["list_deals_by_id :many", "count_deals_in_category :val"],
         ),
-        ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
+        (
+            "/deals?price_max=100",
+            ["list_deals_in_price_range_by_id :many", "count_deals_in_price_range :val"],
+        ),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_all_deals_by_created_at :many"]),
         ("/hotels", ["list_all_hotels_counted :many"]),
