@@ -105,11 +105,30 @@ def list_shapes() -> list[Shape]:
             no_seq_scan=True,
         ),
         Shape(
+            "GET /deals?price_min=100&price_max=150 (its own query)",
+            "list_deals_in_price_range_by_id",
+            (Decimal(100), Decimal(150), 0, PAGE, 0),
+            no_seq_scan=True,
+        ),
+        Shape(
+            "GET /deals?price_min=100&price_max=100.05 (its own query)",
+            "list_deals_in_price_range_by_id",
+            (Decimal(100), Decimal("100.05"), 0, PAGE, 0),
+            no_seq_scan=True,
+        ),
+        Shape(
             "GET /deals?price_min=100&price_max=150 (total, own)",
             "count_deals_in_price_range",
             (Decimal(100), Decimal(150)),
             no_seq_scan=True,
         ),
+        Shape(
+            "GET /deals?category=luxury (its own query)",
+            "list_deals_in_category_by_id",
+            ("luxury", 0, PAGE, 0),
+            no_seq_scan=True,
+        ),
+        Shape("GET /deals?category=luxury (total, own)", "count_category_deals", ("luxury",)),
         # The general optional-filter queries, custom plans:
         *offset_page("GET /deals", by_id, NO_FILTERS),
         *offset_page("GET /deals?city=Paris", by_id, filters(city="Paris"), no_seq_scan=True),

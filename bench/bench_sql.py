@@ -117,7 +117,7 @@ def answers(rows: int) -> list[Answer]:
         Answer(
             "price range 100-150 + total",
             [
-                ("list_deals_by_id", (None, None, "100", "150", None, None, None, PAGE, 0)),
+                ("list_deals_in_price_range_by_id", ("100", "150", 0, PAGE, 0)),
                 ("count_deals_in_price_range", ("100", "150")),
             ],
             plain_page(
@@ -129,7 +129,7 @@ def answers(rows: int) -> list[Answer]:
         Answer(
             "category luxury + total",
             [
-                ("list_deals_by_id", (None, None, None, None, "luxury", None, None, PAGE, 0)),
+                ("list_deals_in_category_by_id", ("luxury", 0, PAGE, 0)),
                 ("count_category_deals", ("luxury",)),
             ],
             plain_page(
@@ -152,7 +152,7 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "hotels page + total",
-            [("list_all_hotels", (PAGE, 0)), ("count_all_hotels", ())],
+            [("list_all_hotels_counted", (PAGE, 0))],
             "SELECT json_build_object('items', COALESCE((SELECT json_agg(h) FROM ("
             "SELECT id, name, city, country, phone, star_rating FROM hotels ORDER BY id "
             f"LIMIT {PAGE}) h), '[]'::json), 'total', (SELECT count(*) FROM hotels));\n",
@@ -161,7 +161,7 @@ def answers(rows: int) -> list[Answer]:
             "first page + count=estimated",
             [
                 ("list_all_deals_by_id", (0, PAGE, 0)),
-                ("EXPLAIN list_all_deals_by_id", (0, None, 0)),
+                ("estimate_all_deals", ()),
             ],
             plain_page(
                 "",

@@ -224,6 +224,93 @@ WHERE d.id = ANY (ARRAY(
         LIMIT $4::int OFFSET $5::bigint))
 ORDER BY d.id
 
+-- name: list_deals_in_price_range_by_id :many
+-- GET /deals?price_min=A&price_max=B by id, no other filter: a page by id after
+-- $3 of the deals priced $1 to $2 (a missing bound is 0 or 10^8: every price).
+-- Which plan is best depends on how many deals the range holds: at a million
+-- deals a custom plan walks deals_pkey for a range of 50 cents or wider, and
+-- reads deals_price_id_idx then sorts for a few cents (1.4 ms where the walk
+-- takes 60-300 ms). So the query holds both, and one generic plan runs the
+-- one the data asks for; a one-time filter (an InitPlan) runs only one branch:
+-- * walk, when one of the next 100 deals after $3 by id is in range (or fewer
+--   than 100 are left): deals_pkey in order, each price tested, until the page
+--   is full (a range that holds 1% of the deals: about 100 deals a row);
+-- * range, else: the range's entries of deals_price_id_idx (index-only) after
+--   $3, the first limit+skip by id (`r.id + 0`: not deals_pkey's order), then
+--   their rows by id.
+-- plan: generic (one plan for both cases: a one-time filter picks the branch)
+(SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.price_per_night >= $1::numeric
+  AND d.price_per_night <= $2::numeric
+  AND d.id > $3::bigint
+  AND (EXISTS (SELECT FROM (SELECT s.price_per_night FROM deals s WHERE s.id > $3::bigint
+                         ORDER BY s.id LIMIT 100) s
+              WHERE s.price_per_night >= $1::numeric AND s.price_per_night <= $2::numeric)
+       OR NOT EXISTS (SELECT FROM deals e WHERE e.id > $3::bigint ORDER BY e.id OFFSET 99))
+ORDER BY d.id
+LIMIT $4::int OFFSET $5::bigint)
+UNION ALL
+(SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.id = ANY (ARRAY(
+        SELECT r.id
+        FROM deals r
+        WHERE r.price_per_night >= $1::numeric
+          AND r.price_per_night <= $2::numeric
+          AND r.id > $3::bigint
+        ORDER BY r.id + 0
+        LIMIT $4::int + $5::bigint))
+  AND NOT (EXISTS (SELECT FROM (SELECT s.price_per_night FROM deals s WHERE s.id > $3::bigint
+                         ORDER BY s.id LIMIT 100) s
+              WHERE s.price_per_night >= $1::numeric AND s.price_per_night <= $2::numeric)
+       OR NOT EXISTS (SELECT FROM deals e WHERE e.id > $3::bigint ORDER BY e.id OFFSET 99))
+ORDER BY d.id
+LIMIT $4::int OFFSET $5::bigint)
+ORDER BY id
+
+-- name: list_deals_in_category_by_id :many
+-- GET /deals?category=X by id, no other filter: a page by id after $2 of the
+-- deals linked to category $1; deals_pkey in order, a deal_categories_pkey
+-- probe per deal (index-only: the deal's category ids), until the page is full,
+-- as list_deals_by_id's plan for a category is. An ARRAY() is never turned into
+-- a join: as an EXISTS it became a merge join that read deal_categories_pkey
+-- from its first deal, whatever $2. A category that does not exist reads no
+-- deal (a one-time filter); a rare one walks far, as the general query does.
+-- plan: generic (a probe per deal whatever the category: the same plan for every page)
+SELECT d.id, d.deal_id,
+       h.id AS hotel_id, h.name AS hotel_name, h.city AS hotel_city,
+       h.country AS hotel_country, h.phone AS hotel_phone, h.star_rating AS hotel_star_rating,
+       d.room_type, d.price_per_night, d.original_price, d.discount_percent,
+       d.checkin_date, d.checkout_date, d.is_available,
+       ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+             WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+       d.created_at, d.version
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE (SELECT c.id FROM categories c WHERE c.name = lower($1::text)) = ANY (ARRAY(
+        SELECT dc.category_id FROM deal_categories dc WHERE dc.deal_id = d.id))
+  AND (SELECT c.id FROM categories c WHERE c.name = lower($1::text)) IS NOT NULL
+  AND d.id > $2::bigint
+ORDER BY d.id
+LIMIT $3::int OFFSET $4::bigint
+
 -- name: list_deals_by_price :many
 -- GET /deals?sort=price: cheapest first, id breaks ties; keyset after ($7, $8).
 -- Served by deals_price_id_idx (price_per_night, id), forwards.
@@ -369,17 +456,33 @@ WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($5::t
 
 -- name: count_deals_in_price_range :val
 -- GET /deals?price_min=A&price_max=B&count=exact, no other filter: an index-only
--- scan of deals_price_id_idx (count_deals reads the heap: its removed join needs hotel_id).
--- plan: custom (a missing bound folds away; a wide range may read the table instead)
+-- scan of deals_price_id_idx (count_deals reads the heap: its removed join needs hotel_id),
+-- over the range $1 to $2 (a missing bound is 0 or 10^8: every price).
+-- plan: generic (the range's index entries, index-only, whatever its width)
 SELECT count(*)
 FROM deals d
-WHERE ($1::numeric IS NULL OR d.price_per_night >= $1::numeric)
-  AND ($2::numeric IS NULL OR d.price_per_night <= $2::numeric)
+WHERE d.price_per_night >= $1::numeric
+  AND d.price_per_night <= $2::numeric
 
 -- name: count_category_deals :val
 -- GET /deals?category=X&count=exact, no other filter: the category's links alone
 -- (deal_categories_category_id_idx, index-only); every link's deal exists (foreign key).
--- plan: custom (the page query beside it is custom: one mode per answer; same plan for all)
+-- plan: generic (the category's index entries whatever the category: same plan for all)
 SELECT count(*)
 FROM deal_categories dc
 WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($1::text))
+
+-- name: estimate_all_deals :val
+-- GET /deals?count=estimated with no filter: the planner's estimate of every
+-- deal, the number EXPLAIN of the page query gives, computed as the planner
+-- computes it (pg_class.reltuples per relpages, as of the last VACUUM or
+-- ANALYZE, times the table's current pages) without planning a query: one
+-- pg_class row and the table's size. NULL where the planner estimates
+-- otherwise (never analyzed, or no page at the last count): EXPLAIN then.
+-- plan: generic (no parameter: planned once per connection)
+SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+            THEN round(c.reltuples::float8 / c.relpages
+                       * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+       END
+FROM pg_class c
+WHERE c.oid = 'deals'::regclass

@@ -161,13 +161,21 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
         (None, None, None, None, "luxury", None),
         ("paris", None, None, None, "family", True),
     ],
-    "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (None, Decimal(40))],
+    "list_deals_in_price_range_by_id": [
+        (Decimal(100), Decimal(150), 0, 20, 0),
+        (Decimal(100), Decimal("100.02"), 0, 21, 0),
+        (Decimal(0), Decimal(40), 19_000, 20, 40),
+    ],
+    "list_deals_in_category_by_id": [("luxury", 0, 20, 0), ("Budget", 15_000, 21, 0)],
+    "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (Decimal(0), Decimal(40))],
     "count_category_deals": [("luxury",), ("Budget",), ("nothing",)],
+    "estimate_all_deals": [()],
     "get_hotel": [(1,), (10**9,)],
     "list_hotels": [(None, 20, 0), ("paris", 20, 0)],
     "count_hotels": [(None,), ("paris",)],
     "list_all_hotels": [(20, 0), (50, 100)],
     "count_all_hotels": [()],
+    "list_all_hotels_counted": [(20, 0), (50, 140)],
 }
 RUNS = 7  # more than the 5 custom plans PostgreSQL's auto mode would make first
 HELPERS: dict[str, Any] = {"one": sqlcat.One, "many": sqlcat.Many, "val": sqlcat.Value}
@@ -324,3 +332,91 @@ async def test_a_sort_with_no_filter_pages_as_the_general_query(
         assert after == [deal_from_row(row) for row in rows], sort
         sizes.append(len(after))
     assert sizes == [21, 10, 5] * 4
+
+
+PRICE_CASES: list[tuple[str | None, str | None, int | None, int, int]] = [
+    # price_min, price_max, last_id, limit, skip
+    ("100", "150", None, 20, 0),  # wide: the walk by id
+    ("100", "150", 19_000, 21, 0),
+    ("100", "150", None, 20, 300),
+    ("100", "100.10", None, 21, 0),  # narrow: the range's index entries
+    ("100", "101", 5_000, 20, 3),
+    ("899.5", None, None, 20, 0),
+    (None, "31", None, 50, 0),
+    ("100", "150", 19_950, 20, 0),  # the walk reaches the end of the table
+    ("100", "150", 20_000, 20, 0),  # nothing after the cursor
+    ("1000", None, None, 20, 0),  # an empty range
+]
+
+
+async def test_a_price_range_page_answers_as_the_general_one(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_deals_in_price_range_by_id, whichever branch runs (generic plan, as the pool
+    runs it), gives list_deals_by_id's rows for the same request."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    found = []
+    for low, high, last_id, limit, skip in PRICE_CASES:
+        filters = deals.DealFilters(
+            price_min=None if low is None else Decimal(low),
+            price_max=None if high is None else Decimal(high),
+        )
+        page = await deals.list_deals(
+            conn, sort="id", filters=filters, key=None, last_id=last_id, limit=limit, skip=skip
+        )
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        general = await deals.LIST_DEALS["id"](conn, *filters.args(), last_id, limit, skip)
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        assert page == [deal_from_row(row) for row in general], (low, high, last_id, skip)
+        found.append(len(page))
+    assert found == [20, 21, 20, 3, 10, 4, 21, 2, 0, 0]
+
+
+async def test_a_category_page_answers_as_the_general_one(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_deals_in_category_by_id gives list_deals_by_id's rows for the same request."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    found = []
+    for category, last_id, limit, skip in [
+        ("luxury", None, 20, 0),
+        ("FAMILY", 12_345, 21, 0),
+        ("budget", None, 20, 500),
+        ("romantic", 19_990, 20, 0),
+        ("nothing", None, 20, 0),
+    ]:
+        filters = deals.DealFilters(category=category)
+        page = await deals.list_deals(
+            conn, sort="id", filters=filters, key=None, last_id=last_id, limit=limit, skip=skip
+        )
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        general = await deals.LIST_DEALS["id"](conn, *filters.args(), last_id, limit, skip)
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        assert page == [deal_from_row(row) for row in general], (category, last_id, skip)
+        found.append(len(page))
+    assert found[:3] == [20, 21, 20]
+    assert 0 < found[3] < 20
+    assert found[4] == 0
+
+
+async def test_the_estimate_with_no_filter_is_the_planners(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """estimate_all_deals reads, from pg_class, the number EXPLAIN of the page query gives;
+    before the table was ever analyzed it leaves the estimate to EXPLAIN."""
+    estimate = await deals.estimate_deals(conn, filters=deals.NO_FILTERS)
+    explained = await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    assert estimate == explained == bench_rows
+    await conn.execute("INSERT INTO deals (hotel_id, room_type, price_per_night, original_price,"
+                       " discount_percent, checkin_date, checkout_date)"
+                       " SELECT hotel_id, room_type, price_per_night, original_price,"
+                       " discount_percent, checkin_date, checkout_date FROM deals")  # fmt: skip
+    # the table doubled since the last ANALYZE: both scale reltuples to its pages now
+    estimate = await deals.estimate_deals(conn, filters=deals.NO_FILTERS)
+    assert estimate == await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    assert estimate > bench_rows * 3 // 2
+    await conn.execute("UPDATE pg_class SET reltuples = -1 WHERE oid = 'deals'::regclass")
+    assert await deals.ESTIMATE_ALL_DEALS(conn) is None
+    assert await deals.estimate_deals(conn, filters=deals.NO_FILTERS) == (
+        await deals.LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
+    )

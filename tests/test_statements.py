@@ -105,7 +105,10 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
     ("path", "expected"),
     [
         ("/deals", ["list_all_deals_by_id :many", "count_deals_from_totals :val"]),
-        ("/deals?price_min=1", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
+        (
+            "/deals?price_min=1",
+            ["list_deals_in_price_range_by_id :many", "count_deals_in_price_range :val"],
+        ),
         (
             "/deals?city=paris&min_stars=3",
             ["list_deals_in_city_by_id :many", "count_deals_from_totals :val"],
@@ -113,26 +116,33 @@ async def names_sent(client: Client, sent: Sent, path: str) -> list[str]:
         ("/deals?count=none", ["list_all_deals_by_id :many"]),
         (
             "/deals?count=estimated&sort=price",
-            ["list_all_deals_by_price :many", "list_all_deals_by_id"],
+            ["list_all_deals_by_price :many", "estimate_all_deals :val"],
         ),
         (
             "/deals?count=estimated&city=paris",
             ["list_deals_in_city_by_id :many", "list_deals_by_id"],
         ),
-        ("/deals?count=estimated", ["list_all_deals_by_id :many", "list_all_deals_by_id"]),
+        ("/deals?count=estimated", ["list_all_deals_by_id :many", "estimate_all_deals :val"]),
         (
             "/deals?city=paris&min_stars=3&sort=-created_at",
             ["list_deals_by_created_at_desc :many", "count_deals_from_totals :val"],
         ),
-        ("/deals?category=luxury", ["list_deals_by_id :many", "count_category_deals :val"]),
+        (
+            "/deals?category=luxury",
+            ["list_deals_in_category_by_id :many", "count_category_deals :val"],
+        ),
         (
             "/deals?category=luxury&is_available=true",
             ["list_deals_by_id :many", "count_deals_in_category :val"],
         ),
-        ("/deals?price_max=100", ["list_deals_by_id :many", "count_deals_in_price_range :val"]),
+        (
+            "/deals?price_max=100",
+            ["list_deals_in_price_range_by_id :many", "count_deals_in_price_range :val"],
+        ),
         ("/deals?category=luxury&cursor=&sort=-price", ["list_deals_by_price_desc :many"]),
         ("/deals?cursor=&sort=created_at", ["list_all_deals_by_created_at :many"]),
-        ("/hotels", ["list_all_hotels :many", "count_all_hotels :val"]),
+        ("/hotels", ["list_all_hotels_counted :many"]),
+        ("/hotels?count=none", ["list_all_hotels :many"]),
         ("/hotels?city=paris", ["list_hotels :many", "count_hotels :val"]),
     ],
 )

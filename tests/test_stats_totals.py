@@ -101,8 +101,9 @@ async def test_the_migration_backfills_the_seeded_deals(conn: Conn, known: Known
 async def test_rollback_and_apply_again_backfill_exactly(
     database_url: str, conn: Conn, known: Known
 ) -> None:
-    after = ["0011_deals_hotel_id_id_idx"]  # the migrations that depend on it go first
-    assert await asyncio.to_thread(migrate.rollback, database_url, 2) == [
+    # the migrations that depend on it go first, the newest first
+    after = ["0012_drop_deals_hotel_id_idx", "0011_deals_hotel_id_id_idx"]
+    assert await asyncio.to_thread(migrate.rollback, database_url, 1 + len(after)) == [
         *after,
         "0010_deal_totals",
     ]
@@ -115,7 +116,10 @@ async def test_rollback_and_apply_again_backfill_exactly(
         == 0
     )
     await conn.execute("UPDATE deals SET price_per_night = price_per_night + 0.01 WHERE id % 2 = 0")
-    assert await asyncio.to_thread(migrate.apply, database_url) == ["0010_deal_totals", *after]
+    assert await asyncio.to_thread(migrate.apply, database_url) == [
+        "0010_deal_totals",
+        *reversed(after),
+    ]
     assert await assert_totals_exact(conn) == len(known.deals)
 
 

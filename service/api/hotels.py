@@ -8,7 +8,7 @@ from litestar.datastructures import State
 from service.api.errors import NotFound, read
 from service.api.params import DEFAULT_LIMIT, City, Count, HotelId, Limit, Skip
 from service.api.responses import HotelPage
-from service.db.hotels import count_hotels, estimate_hotels, get_hotel, list_hotels
+from service.db.hotels import estimate_hotels, get_hotel, list_hotels, list_hotels_counted
 from service.db.pool import Database
 from service.db.rows import Hotel
 
@@ -29,12 +29,13 @@ class HotelsController(Controller):
         """Hotels by id, optionally in one city, so that clients can find a hotel_id."""
         db: Database = state.db
         async with db.connection() as conn:
-            items = await list_hotels(conn, city=city, limit=limit, skip=skip)
             total: int | None = None
             if count == "exact":
-                total = await count_hotels(conn, city=city)
-            elif count == "estimated":
-                total = await estimate_hotels(conn, city=city)
+                items, total = await list_hotels_counted(conn, city=city, limit=limit, skip=skip)
+            else:
+                items = await list_hotels(conn, city=city, limit=limit, skip=skip)
+                if count == "estimated":
+                    total = await estimate_hotels(conn, city=city)
         return HotelPage(items=items, total=total, skip=skip, limit=limit)
 
     @read("/{id:int}", "One hotel", "getHotel", 404, 422, 503, 504)

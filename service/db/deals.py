@@ -41,9 +41,14 @@ LIST_ALL_DEALS: dict[Sort, tuple[Many, Decimal | datetime]] = {
     "-created_at": (Many("list_all_deals_by_created_at_desc"), datetime.max.replace(tzinfo=UTC)),
 }
 LIST_DEALS_IN_CITY_BY_ID = Many("list_deals_in_city_by_id")
+LIST_DEALS_IN_PRICE_RANGE_BY_ID = Many("list_deals_in_price_range_by_id")
+LIST_DEALS_IN_CATEGORY_BY_ID = Many("list_deals_in_category_by_id")
+# The price bounds that stand for a missing one: every price_per_night (numeric(10,2), > 0)
+LOWEST_PRICE, HIGHEST_PRICE = Decimal(0), Decimal(10) ** 8
 COUNT_DEALS_IN_PRICE_RANGE = Value("count_deals_in_price_range")
 COUNT_CATEGORY_DEALS = Value("count_category_deals")
 COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
+ESTIMATE_ALL_DEALS = Value("estimate_all_deals")
 
 
 class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +82,25 @@ def city_only(filters: DealFilters) -> bool:
     return filters.city is not None and filters == DealFilters(
         city=filters.city, min_stars=filters.min_stars
     )
+
+
+def price_only(filters: DealFilters) -> bool:
+    """The filters are a price range (one bound or both) and nothing else."""
+    return filters != NO_FILTERS and filters == DealFilters(
+        price_min=filters.price_min, price_max=filters.price_max
+    )
+
+
+def category_only(filters: DealFilters) -> bool:
+    """The filters are a category and nothing else."""
+    return filters.category is not None and filters == DealFilters(category=filters.category)
+
+
+def price_bounds(filters: DealFilters) -> tuple[Decimal, Decimal]:
+    """The range's bounds, a missing one standing for every price."""
+    low = LOWEST_PRICE if filters.price_min is None else filters.price_min
+    high = HIGHEST_PRICE if filters.price_max is None else filters.price_max
+    return low, high
 
 
 async def get_deal(conn: Connection, *, id: int) -> Deal | None:
@@ -117,6 +141,12 @@ async def list_deals(
         rows = await LIST_DEALS_IN_CITY_BY_ID(
             conn, filters.city, filters.min_stars, last_id or 0, limit, skip
         )
+    elif sort == "id" and price_only(filters):
+        rows = await LIST_DEALS_IN_PRICE_RANGE_BY_ID(
+            conn, *price_bounds(filters), last_id or 0, limit, skip
+        )
+    elif sort == "id" and category_only(filters):
+        rows = await LIST_DEALS_IN_CATEGORY_BY_ID(conn, filters.category, last_id or 0, limit, skip)
     else:
         keyset = (last_id,) if sort == "id" else (key, last_id)
         rows = await LIST_DEALS[sort](conn, *filters.args(), *keyset, limit, skip)
@@ -128,7 +158,7 @@ async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
     a price range alone or a category alone, the query of that shape; else with a
     category, the one that starts from its links."""
     if filters == DealFilters(price_min=filters.price_min, price_max=filters.price_max):
-        in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, filters.price_min, filters.price_max)
+        in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, *price_bounds(filters))
         return in_range
     if filters == DealFilters(category=filters.category):
         in_category: int = await COUNT_CATEGORY_DEALS(conn, filters.category)
@@ -139,8 +169,12 @@ async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
 
 
 async def estimate_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """The planner's estimate of count_deals: EXPLAIN of the page query with no limit
-    (list_all_deals_by_id's is the quicker to plan when there is no filter)."""
+    """The planner's estimate of count_deals: EXPLAIN of the page query with no limit.
+    With no filter, the same number read from pg_class as the planner reads it
+    (estimate_all_deals), unless the planner would estimate otherwise there."""
     if filters == NO_FILTERS:
+        estimate: int | None = await ESTIMATE_ALL_DEALS(conn)
+        if estimate is not None:
+            return estimate
         return await LIST_ALL_DEALS_BY_ID.estimate(conn, 0, None, 0)
     return await LIST_DEALS["id"].estimate(conn, *filters.args(), None, None, 0)
