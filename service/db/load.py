@@ -56,6 +56,7 @@ DELETE_STALE_LINKS = ExecRows("delete_stale_links")
 INSERT_NEW_LINKS = ExecRows("insert_new_links")
 INSERT_CHANGED_LINKS = ExecRows("insert_changed_links")
 BUILD_LOAD_EVENTS = ExecRows("build_load_events")
+DROP_WORK_TABLES = Exec("drop_work_tables")
 INSERT_LOAD_EVENTS = ExecRows("insert_load_events")
 COUNT_REJECTED = Value("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
@@ -223,6 +224,11 @@ async def insert_changed_links(conn: Connection) -> int:
 async def build_load_events(conn: Connection) -> int:
     """The load's events into load_events (no lock yet): their number."""
     return await BUILD_LOAD_EVENTS(conn)
+
+
+async def drop_work_tables(conn: Connection) -> None:
+    """Every work table but load_events, before the feed's order lock is taken."""
+    await DROP_WORK_TABLES(conn)
 
 
 async def insert_load_events(conn: Connection) -> int:

@@ -377,8 +377,10 @@ class Loader:
             await delete_expired_events(
                 conn, retention=self.events_retention, limit=2 * events + 1000
             )
-            progress.phase("feed")  # the order lock is held from here to the commit's end
-            await sql.insert_load_events(conn)
+            await sql.drop_work_tables(conn)  # not at the commit, which the lock spans
+            if events:  # a load that changed nothing takes no lock and wakes no one
+                progress.phase("feed")  # the order lock is held from here to the commit's end
+                await sql.insert_load_events(conn)
             progress.phase("commit")
         loaded = rows_read - rejected
         return LoadSummary(
