@@ -90,6 +90,22 @@ def test_deals_load_imports_no_web_stack() -> None:
     assert done.stdout.strip() == ""
 
 
+def test_the_deals_parser_imports_no_other_commands_work() -> None:
+    """`deals load` counts its process start: building the parser loads neither the
+    embedded server's module (only without DATABASE_URL) nor the CSV generator."""
+    code = (
+        "import sys\n"
+        "from service.cli import main\n"
+        "main.build_parser()\n"
+        "print(','.join(m for m in ('service.embedded', 'service.load.generator') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
+
+
 def test_the_token_help_names_every_scope() -> None:
     from service.api.auth import SCOPES
     from service.cli.token import SCOPES_HELP
