@@ -535,6 +535,57 @@ SELECT (SELECT count(*) FROM hotels_locked) + (SELECT count(*) FROM categories_l
 -- CHECK, NOT NULL and unique constraints are still enforced row by row.
 SELECT set_config('session_replication_role', 'replica', true)
 
+-- name: may_defer_indexes :val
+-- A first load, into an empty deals table, may build the secondary indexes of
+-- deals and deal_categories after the data instead of updating them row by
+-- row (measured in bench/bench_load.py: a sorted build costs a fraction of the
+-- inserts' index maintenance). Only when deals is empty (under the load lock,
+-- no other load can fill it) and this role owns both tables (DROP INDEX needs
+-- it). The price: DROP INDEX takes ACCESS EXCLUSIVE on the table until
+-- commit, so during a first load readers of the (empty) deals wait for it
+-- instead of reading nothing; any later load never blocks readers.
+SELECT NOT EXISTS (SELECT 1 FROM deals)
+   AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'deals'::regclass), 'USAGE')
+   AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'deal_categories'::regclass),
+                   'USAGE')
+
+-- name: drop_secondary_indexes :exec
+-- Drops the indexes of deals and deal_categories that no constraint owns (not
+-- the primary keys, not deals_deal_id_key, which the load's writes need),
+-- keeping each one's definition in the TEMP table load_deferred_indexes for
+-- build_deferred_indexes. One DO block: a statement, as every query here is.
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    CREATE TEMP TABLE load_deferred_indexes ON COMMIT DROP AS
+    SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS ddl
+    FROM pg_index AS i
+    JOIN pg_class AS c ON c.oid = i.indexrelid
+    WHERE i.indrelid IN ('deals'::regclass, 'deal_categories'::regclass)
+      AND NOT i.indisunique
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = i.indexrelid);
+    FOR idx IN SELECT name FROM load_deferred_indexes ORDER BY name LOOP
+        EXECUTE format('DROP INDEX %I', idx.name);
+    END LOOP;
+END
+$$
+
+-- name: build_deferred_indexes :exec
+-- After the data: the indexes drop_secondary_indexes dropped, built again from
+-- their definitions with the same names, in the load's transaction (one sort
+-- each instead of an index insert per row); maintenance_work_mem for the sorts.
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    PERFORM set_config('maintenance_work_mem', '256MB', true);
+    FOR idx IN SELECT ddl FROM load_deferred_indexes ORDER BY name LOOP
+        EXECUTE idx.ddl;
+    END LOOP;
+END
+$$
+
 -- name: find_existing_deals :execrows
 -- Which of the file's deal_ids the database has; a hash join, or index lookups
 -- on deals_deal_id_key when the file is small against a large table.

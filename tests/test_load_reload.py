@@ -111,3 +111,41 @@ def test_the_token_help_names_every_scope() -> None:
     from service.cli.token import SCOPES_HELP
 
     assert ", ".join(SCOPES) == SCOPES_HELP
+
+
+async def indexes(conn: Conn) -> dict[str, tuple[int, str]]:
+    found = await conn.fetch(
+        "SELECT c.relname, c.oid::bigint AS oid, pg_get_indexdef(c.oid) AS ddl "
+        "FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid IN ('deals'::regclass, 'deal_categories'::regclass)"
+    )
+    return {r["relname"]: (r["oid"], r["ddl"]) for r in found}
+
+
+async def test_a_first_load_builds_the_secondary_indexes_after_the_data(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    """Into an empty deals table the secondary indexes are dropped and built again in
+    the load's transaction (new index oids, the same definitions); a later load keeps
+    them (it never blocks readers), and the primary and unique keys always stay."""
+    before = await indexes(conn)
+    first = Phases()
+    await load_file(database_url, write(tmp_path / "a.csv", rows(30)), progress=first)
+    after = await indexes(conn)
+    assert {n: ddl for n, (_oid, ddl) in after.items()} == {
+        n: ddl for n, (_oid, ddl) in before.items()
+    }
+    rebuilt = {n for n in after if after[n][0] != before[n][0]}
+    assert rebuilt == {
+        "deals_hotel_id_idx",
+        "deals_hotel_id_id_idx",
+        "deals_price_id_idx",
+        "deals_created_at_id_idx",
+        "deal_categories_category_id_idx",
+    }
+    assert "indexes" in first.seen
+    again = Phases()
+    await load_file(database_url, write(tmp_path / "b.csv", rows(40)), progress=again)
+    assert await indexes(conn) == after
+    assert "indexes" not in again.seen
+    assert await conn.fetchval("SELECT count(*) FROM deals") == 40

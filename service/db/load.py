@@ -48,6 +48,9 @@ INSERT_CATEGORIES = ExecRows("insert_categories")
 MAY_SKIP_ROW_TRIGGERS = Value("may_skip_row_triggers")
 LOCK_REFERENCED_ROWS = Value("lock_referenced_rows")
 SKIP_ROW_TRIGGERS = Exec("skip_row_triggers")
+MAY_DEFER_INDEXES = Value("may_defer_indexes")
+DROP_SECONDARY_INDEXES = Exec("drop_secondary_indexes")
+BUILD_DEFERRED_INDEXES = Exec("build_deferred_indexes")
 FIND_EXISTING_DEALS = ExecRows("find_existing_deals")
 FIND_CHANGED_CATEGORY_SETS = ExecRows("find_changed_category_sets")
 UPDATE_DEALS = ExecRows("update_deals")
@@ -191,6 +194,21 @@ async def lock_referenced_rows(conn: Connection) -> int:
 
 async def skip_row_triggers(conn: Connection) -> None:
     await SKIP_ROW_TRIGGERS(conn)
+
+
+async def may_defer_indexes(conn: Connection) -> bool:
+    may: bool = await MAY_DEFER_INDEXES(conn)
+    return may
+
+
+async def drop_secondary_indexes(conn: Connection) -> None:
+    """A first load's: the secondary indexes of deals and deal_categories go until
+    build_deferred_indexes (their definitions kept in load_deferred_indexes)."""
+    await DROP_SECONDARY_INDEXES(conn)
+
+
+async def build_deferred_indexes(conn: Connection) -> None:
+    await BUILD_DEFERRED_INDEXES(conn)
 
 
 async def find_existing_deals(conn: Connection) -> int:

@@ -361,12 +361,19 @@ class Loader:
 
             progress.phase("deals")
             fk_checks = await self.choose_fk_checks()
+            # a first load builds the secondary indexes after the data (may_defer_indexes)
+            deferred = await sql.may_defer_indexes(conn)
+            if deferred:
+                await sql.drop_secondary_indexes(conn)
             deals_new, deals_updated = await self.write_deals()
 
             progress.phase("links")
             links_removed = await sql.delete_stale_links(conn)
             links_added = await sql.insert_new_links(conn)
             links_added += await sql.insert_changed_links(conn)
+            if deferred:
+                progress.phase("indexes")
+                await sql.build_deferred_indexes(conn)
 
             progress.phase("events")
             # Built first; then the expired ones go, outside the feed's order lock, at
