@@ -118,7 +118,7 @@ CREATE TEMP TABLE load_changed (
 -- name: create_load_existing :exec
 -- The file's deals that the database has already: upstream deal_id -> deals.id.
 CREATE TEMP TABLE load_existing (
-    deal_id bigint PRIMARY KEY,
+    deal_id bigint NOT NULL,  -- unique (the file's are), no index: every join with it hashes
     id      bigint NOT NULL
 ) ON COMMIT DROP
 
