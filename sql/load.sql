@@ -718,14 +718,14 @@ WITH changed AS (
     SELECT n.id, n.deal_id, n.version, 'deal.created' AS type FROM load_new_deals AS n
     UNION ALL
     SELECT u.id, u.deal_id, u.version, 'deal.updated' FROM load_updated_deals AS u
-), hotel AS (
+), hotel AS MATERIALIZED (  -- built once per hotel, not once per row
     SELECT h.phone,
            jsonb_build_object(
                'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
                'phone', h.phone, 'star_rating', h.star_rating) AS data
     FROM hotels AS h
     WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)
-), category_set AS (
+), category_set AS MATERIALIZED (  -- once per distinct text
     SELECT s.categories,
            to_jsonb(ARRAY(
                SELECT DISTINCT btrim(x.name)
