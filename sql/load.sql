@@ -2,7 +2,10 @@
 -- One transaction: the file is COPYed into TEMP work tables (ON COMMIT DROP,
 -- private to the session, no WAL), checked there set-based, then written to
 -- the real tables with INSERT ... SELECT. Readers are never blocked: no
--- LOCK TABLE, no TRUNCATE; loads serialize on an advisory lock.
+-- LOCK TABLE, no TRUNCATE; loads serialize on an advisory lock. The one
+-- exception is a first load into an empty deals table (may_defer_indexes):
+-- it drops the secondary indexes and builds them after the data, and readers
+-- of the empty table wait for its commit.
 
 -- name: configure_load :exec
 -- Transaction-local settings: offset-less created_at means UTC, dates print as
