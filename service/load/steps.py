@@ -360,11 +360,12 @@ class Loader:
             categories_new = await sql.insert_categories(conn)
 
             progress.phase("deals")
-            fk_checks = await self.choose_fk_checks()
-            # a first load builds the secondary indexes after the data (may_defer_indexes)
+            # a first load builds the secondary indexes after the data (may_defer_indexes);
+            # their ACCESS EXCLUSIVE lock is taken before any row lock of the load
             deferred = await sql.may_defer_indexes(conn)
             if deferred:
                 await sql.drop_secondary_indexes(conn)
+            fk_checks = await self.choose_fk_checks()
             deals_new, deals_updated = await self.write_deals()
 
             progress.phase("links")
