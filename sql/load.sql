@@ -2,7 +2,10 @@
 -- One transaction: the file is COPYed into TEMP work tables (ON COMMIT DROP,
 -- private to the session, no WAL), checked there set-based, then written to
 -- the real tables with INSERT ... SELECT. Readers are never blocked: no
--- LOCK TABLE, no TRUNCATE; loads serialize on an advisory lock.
+-- LOCK TABLE, no TRUNCATE; loads serialize on an advisory lock. The one
+-- exception is a first load into an empty deals table (may_defer_indexes):
+-- it drops the secondary indexes and builds them after the data, and readers
+-- of the empty table wait for its commit.
 
 -- name: configure_load :exec
 -- Transaction-local settings: offset-less created_at means UTC, dates print as
@@ -118,25 +121,30 @@ CREATE TEMP TABLE load_changed (
 -- name: create_load_existing :exec
 -- The file's deals that the database has already: upstream deal_id -> deals.id.
 CREATE TEMP TABLE load_existing (
-    deal_id bigint PRIMARY KEY,
+    deal_id bigint NOT NULL,  -- unique (the file's are), no index: every join with it hashes
     id      bigint NOT NULL
 ) ON COMMIT DROP
 
 -- name: create_load_new_deals :exec
--- The deals this load inserted.
+-- The deals this load inserted, with their version (for the events).
 CREATE TEMP TABLE load_new_deals (
     deal_id bigint NOT NULL,
-    id      bigint NOT NULL
+    id      bigint NOT NULL,
+    version bigint NOT NULL
 ) ON COMMIT DROP
 
 -- name: create_load_updated_deals :exec
--- The deals this load updated (their events are deal.updated).
+-- The deals this load updated (their events are deal.updated), with their new version.
 CREATE TEMP TABLE load_updated_deals (
-    id bigint NOT NULL
+    deal_id bigint NOT NULL,
+    id      bigint NOT NULL,
+    version bigint NOT NULL
 ) ON COMMIT DROP
 
 -- name: create_load_events :exec
--- The load's events for the change feed, built before they are appended.
+-- The load's events for the change feed, built before they are appended, and
+-- written in deals.id order (build_load_events): insert_load_events copies them
+-- in that order without sorting them again.
 CREATE TEMP TABLE load_events (
     type    text NOT NULL,
     deal    bigint NOT NULL,
@@ -530,6 +538,57 @@ SELECT (SELECT count(*) FROM hotels_locked) + (SELECT count(*) FROM categories_l
 -- CHECK, NOT NULL and unique constraints are still enforced row by row.
 SELECT set_config('session_replication_role', 'replica', true)
 
+-- name: may_defer_indexes :val
+-- A first load, into an empty deals table, may build the secondary indexes of
+-- deals and deal_categories after the data instead of updating them row by
+-- row (measured in bench/bench_load.py: a sorted build costs a fraction of the
+-- inserts' index maintenance). Only when deals is empty (under the load lock,
+-- no other load can fill it) and this role owns both tables (DROP INDEX needs
+-- it). The price: DROP INDEX takes ACCESS EXCLUSIVE on the table until
+-- commit, so during a first load readers of the (empty) deals wait for it
+-- instead of reading nothing; any later load never blocks readers.
+SELECT NOT EXISTS (SELECT 1 FROM deals)
+   AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'deals'::regclass), 'USAGE')
+   AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'deal_categories'::regclass),
+                   'USAGE')
+
+-- name: drop_secondary_indexes :exec
+-- Drops the indexes of deals and deal_categories that no constraint owns (not
+-- the primary keys, not deals_deal_id_key, which the load's writes need),
+-- keeping each one's definition in the TEMP table load_deferred_indexes for
+-- build_deferred_indexes. One DO block: a statement, as every query here is.
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    CREATE TEMP TABLE load_deferred_indexes ON COMMIT DROP AS
+    SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS ddl
+    FROM pg_index AS i
+    JOIN pg_class AS c ON c.oid = i.indexrelid
+    WHERE i.indrelid IN ('deals'::regclass, 'deal_categories'::regclass)
+      AND NOT i.indisunique
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = i.indexrelid);
+    FOR idx IN SELECT name FROM load_deferred_indexes ORDER BY name LOOP
+        EXECUTE format('DROP INDEX %I', idx.name);
+    END LOOP;
+END
+$$
+
+-- name: build_deferred_indexes :exec
+-- After the data: the indexes drop_secondary_indexes dropped, built again from
+-- their definitions with the same names, in the load's transaction (one sort
+-- each instead of an index insert per row); maintenance_work_mem for the sorts.
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    PERFORM set_config('maintenance_work_mem', '256MB', true);
+    FOR idx IN SELECT ddl FROM load_deferred_indexes ORDER BY name LOOP
+        EXECUTE idx.ddl;
+    END LOOP;
+END
+$$
+
 -- name: find_existing_deals :execrows
 -- Which of the file's deal_ids the database has; a hash join, or index lookups
 -- on deals_deal_id_key when the file is small against a large table.
@@ -558,7 +617,7 @@ WHERE new.deal_id IS NULL OR old.deal_id IS NULL
 
 -- name: update_deals :execrows
 -- Existing deals whose values or category set changed: new values, version + 1;
--- their ids go to load_updated_deals for the events.
+-- their ids and versions go to load_updated_deals for the events.
 -- A deal whose row is the same is not touched at all (no new row version, no lock).
 WITH updated AS (
     UPDATE deals AS d
@@ -582,14 +641,14 @@ WITH updated AS (
            (h.id, r.room_type, r.price_per_night, r.original_price, r.discount_percent,
             r.checkin_date, r.checkout_date, r.is_available, r.created_at)
            OR EXISTS (SELECT 1 FROM load_changed AS c WHERE c.deal_id = r.deal_id))
-    RETURNING d.id
+    RETURNING d.deal_id, d.id, d.version
 )
-INSERT INTO load_updated_deals (id)
-SELECT id FROM updated
+INSERT INTO load_updated_deals (deal_id, id, version)
+SELECT deal_id, id, version FROM updated
 
 -- name: insert_deals :execrows
 -- The file's new deal_ids, hotel_id from a join on phone; their ids go to
--- load_new_deals for the links. A plain INSERT (no ON CONFLICT): a deal_id
+-- load_new_deals for the links and the events. A plain INSERT (no ON CONFLICT): a deal_id
 -- created meanwhile by someone else fails the load on deals_deal_id_key.
 WITH inserted AS (
     INSERT INTO deals (
@@ -601,10 +660,10 @@ WITH inserted AS (
     FROM load_rows AS r
     JOIN hotels AS h ON h.phone = r.hotel_phone
     WHERE NOT EXISTS (SELECT 1 FROM load_existing AS e WHERE e.deal_id = r.deal_id)
-    RETURNING deal_id, id
+    RETURNING deal_id, id, version
 )
-INSERT INTO load_new_deals (deal_id, id)
-SELECT deal_id, id FROM inserted
+INSERT INTO load_new_deals (deal_id, id, version)
+SELECT deal_id, id, version FROM inserted
 
 -- name: delete_stale_links :execrows
 -- Links of changed deals to categories the file no longer lists for them.
@@ -643,60 +702,99 @@ ON CONFLICT DO NOTHING
 -- name: build_load_events :execrows
 -- The change feed's events of this load, built before the order lock is
 -- taken: one per deal it inserted (deal.created) or updated (deal.updated),
--- set-based. data is the deal as GET /deals/{id} encodes it
+-- set-based, in deals.id order. data is the deal as GET /deals/{id} encodes it
 -- (service/db/rows.py): money as strings ("129.99"), dates YYYY-MM-DD,
 -- created_at ISO 8601 in UTC with Z and microseconds only when there are
 -- some, category names sorted as get_deal sorts them.
+-- A changed deal holds its file record's values (insert_deals and update_deals
+-- wrote them from load_rows) and the file's set of categories (the links were
+-- made to match it), so nothing is read back from deals or deal_categories.
+-- JSON building is most of the cost (PostgreSQL looks up each value's type
+-- per row), so what repeats is built once: each hotel's object (a few hundred
+-- hotels), each distinct categories text's sorted array (a few dozen); a row
+-- adds to_jsonb of its already-text values. Dates and created_at are printed
+-- by their text output (configure_load: DateStyle ISO, timezone UTC), the
+-- fraction of a second padded to six digits as the API prints it. The rows are
+-- sorted by id before the JSON is built (the OFFSET 0 fence: the sort carries
+-- no deal's JSON), and written in that order.
 WITH changed AS (
-    SELECT n.id, 'deal.created' AS type FROM load_new_deals AS n
+    SELECT n.id, n.deal_id, n.version, 'deal.created' AS type FROM load_new_deals AS n
     UNION ALL
-    SELECT u.id, 'deal.updated' FROM load_updated_deals AS u
-), names AS (
-    SELECT dc.deal_id, array_agg(cat.name ORDER BY cat.name) AS names
-    FROM deal_categories AS dc
-    JOIN categories AS cat ON cat.id = dc.category_id
-    WHERE dc.deal_id IN (SELECT id FROM changed)
-    GROUP BY dc.deal_id
+    SELECT u.id, u.deal_id, u.version, 'deal.updated' FROM load_updated_deals AS u
+), hotel AS MATERIALIZED (  -- built once per hotel, not once per row
+    SELECT h.phone,
+           jsonb_build_object(
+               'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
+               'phone', h.phone, 'star_rating', h.star_rating) AS data
+    FROM hotels AS h
+    WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)
+), category_set AS MATERIALIZED (  -- once per distinct text
+    SELECT s.categories,
+           to_jsonb(ARRAY(
+               SELECT DISTINCT btrim(x.name)
+               FROM unnest(string_to_array(lower(s.categories), ',')) AS x(name)
+               WHERE btrim(x.name) <> ''
+               ORDER BY 1
+           )) AS data
+    FROM (SELECT DISTINCT coalesce(r.categories, '') AS categories FROM load_rows AS r) AS s
+), ordered AS (
+    SELECT c.type, c.id, c.deal_id, c.version, h.data AS hotel, r.room_type,
+           r.price_per_night, r.original_price, r.discount_percent,
+           r.checkin_date, r.checkout_date, r.is_available, cs.data AS categories,
+           (r.created_at AT TIME ZONE 'UTC')::text AS created_at
+    FROM changed AS c
+    JOIN load_rows AS r ON r.deal_id = c.deal_id
+    JOIN hotel AS h ON h.phone = r.hotel_phone
+    JOIN category_set AS cs ON cs.categories = coalesce(r.categories, '')
+    ORDER BY c.id
+    OFFSET 0
 )
 INSERT INTO load_events (type, deal, deal_id, version, data)
-SELECT c.type, d.id, d.deal_id, d.version,
-       jsonb_build_object(
-           'id', d.id,
-           'deal_id', d.deal_id,
-           'hotel', jsonb_build_object(
-               'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
-               'phone', h.phone, 'star_rating', h.star_rating),
-           'room_type', d.room_type,
-           'price_per_night', d.price_per_night::text,
-           'original_price', d.original_price::text,
-           'discount_percent', d.discount_percent::text,
-           'checkin_date', to_char(d.checkin_date, 'YYYY-MM-DD'),
-           'checkout_date', to_char(d.checkout_date, 'YYYY-MM-DD'),
-           'is_available', d.is_available,
-           'categories', coalesce(n.names, ARRAY[]::text[]),
-           'created_at', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                         || CASE WHEN date_part('microseconds', d.created_at)::bigint % 1000000 = 0
-                                 THEN '' ELSE to_char(d.created_at AT TIME ZONE 'UTC', '.US') END
-                         || 'Z',
-           'version', d.version)
-FROM changed AS c
-JOIN deals AS d ON d.id = c.id
-JOIN hotels AS h ON h.id = d.hotel_id
-LEFT JOIN names AS n ON n.deal_id = d.id
+SELECT o.type, o.id, o.deal_id, o.version, to_jsonb(deal)
+FROM ordered AS o
+CROSS JOIN LATERAL (
+    SELECT o.id,
+           o.deal_id,
+           o.hotel,
+           o.room_type,
+           o.price_per_night::text AS price_per_night,
+           o.original_price::text AS original_price,
+           o.discount_percent::text AS discount_percent,
+           o.checkin_date::text AS checkin_date,
+           o.checkout_date::text AS checkout_date,
+           o.is_available,
+           o.categories,
+           replace(CASE WHEN strpos(o.created_at, '.') = 0 THEN o.created_at
+                        ELSE rpad(o.created_at, strpos(o.created_at, '.') + 6, '0') END,
+                   ' ', 'T') || 'Z' AS created_at,
+           o.version
+) AS deal
+
+-- name: drop_work_tables :exec
+-- Before the feed's order lock is taken: every work table but load_events goes
+-- now, not at the commit, so that the commit, which the lock spans, drops
+-- only that one.
+DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_changed,
+    load_existing, load_new_deals, load_updated_deals
 
 -- name: insert_load_events :execrows
 -- The load's events into the feed, in deals.id order: its last write. Takes
 -- the 'deals.events' lock, held to commit, and notifies, as
--- insert_deal_event does (sql/events.sql says why); only a copy of
--- load_events runs under the lock.
-WITH ordered AS (
-    SELECT pg_advisory_xact_lock(hashtext('deals.events')) AS locked,
-           pg_notify('deals_events', '') AS notified
-)
+-- insert_deal_event does (sql/events.sql says why), once, in an InitPlan
+-- before the first row; only a copy of load_events runs under the lock, in the
+-- order build_load_events wrote it: a seq scan of a TEMP table is never
+-- parallel nor synchronized, so it returns the rows of its one INSERT in the
+-- order written (no sort under the lock).
 INSERT INTO events (type, deal, deal_id, version, at, data)
 SELECT e.type, e.deal, e.deal_id, e.version, clock_timestamp(), e.data
-FROM ordered
-CROSS JOIN (SELECT type, deal, deal_id, version, data FROM load_events ORDER BY deal) AS e
+FROM load_events AS e
+WHERE (
+    SELECT true
+    FROM (
+        SELECT pg_advisory_xact_lock(hashtext('deals.events')) AS locked,
+               pg_notify('deals_events', '') AS notified
+    ) AS ordered
+)
 
 -- name: count_rejected :val
 -- Records with at least one problem.

@@ -90,8 +90,62 @@ def test_deals_load_imports_no_web_stack() -> None:
     assert done.stdout.strip() == ""
 
 
+def test_the_deals_parser_imports_no_other_commands_work() -> None:
+    """`deals load` counts its process start: building the parser loads neither the
+    embedded server's module (only without DATABASE_URL) nor the CSV generator."""
+    code = (
+        "import sys\n"
+        "from service.cli import main\n"
+        "main.build_parser()\n"
+        "print(','.join(m for m in ('service.embedded', 'service.load.generator') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
+
+
 def test_the_token_help_names_every_scope() -> None:
     from service.api.auth import SCOPES
     from service.cli.token import SCOPES_HELP
 
     assert ", ".join(SCOPES) == SCOPES_HELP
+
+
+async def indexes(conn: Conn) -> dict[str, tuple[int, str]]:
+    found = await conn.fetch(
+        "SELECT c.relname, c.oid::bigint AS oid, pg_get_indexdef(c.oid) AS ddl "
+        "FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid IN ('deals'::regclass, 'deal_categories'::regclass)"
+    )
+    return {r["relname"]: (r["oid"], r["ddl"]) for r in found}
+
+
+async def test_a_first_load_builds_the_secondary_indexes_after_the_data(
+    database_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    """Into an empty deals table the secondary indexes are dropped and built again in
+    the load's transaction (new index oids, the same definitions); a later load keeps
+    them (it never blocks readers), and the primary and unique keys always stay."""
+    before = await indexes(conn)
+    first = Phases()
+    await load_file(database_url, write(tmp_path / "a.csv", rows(30)), progress=first)
+    after = await indexes(conn)
+    assert {n: ddl for n, (_oid, ddl) in after.items()} == {
+        n: ddl for n, (_oid, ddl) in before.items()
+    }
+    rebuilt = {n for n in after if after[n][0] != before[n][0]}
+    assert rebuilt == {
+        "deals_hotel_id_idx",
+        "deals_hotel_id_id_idx",
+        "deals_price_id_idx",
+        "deals_created_at_id_idx",
+        "deal_categories_category_id_idx",
+    }
+    assert "indexes" in first.seen
+    again = Phases()
+    await load_file(database_url, write(tmp_path / "b.csv", rows(40)), progress=again)
+    assert await indexes(conn) == after
+    assert "indexes" not in again.seen
+    assert await conn.fetchval("SELECT count(*) FROM deals") == 40

@@ -9,7 +9,6 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from service.embedded import EmbeddedPostgres
 from service.logs import JsonFormatter
 from service.settings import Settings, redact_url
 
@@ -77,6 +76,8 @@ def database_url(settings: Settings) -> str:
     """DATABASE_URL when set; otherwise start (or reuse) the embedded server under .data/."""
     if settings.database_url:
         return check_url(settings.database_url)
+    from service.embedded import EmbeddedPostgres  # only without DATABASE_URL
+
     server = EmbeddedPostgres(settings.data_dir)
     url = server.start()
     say(f"embedded PostgreSQL: data in {server.pgdata} (socket in {server.socket_dir})")

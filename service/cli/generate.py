@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.cli.common import say
-from service.load import generator
-from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+# The first paragraph of service/load/generator.py's docstring: the generator itself
+# (and the loader's source module it imports) is imported only when the command runs.
+DESCRIPTION = "A realistic synthetic deals CSV, the same bytes for the same seed."
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.rows < 0 or args.hotels < 1 or args.first_id < 1:
         say("error: --rows must be >= 0, --hotels and --first-id >= 1")
         return 2
+    from service.load import generator
+
     path = None if args.output == "-" else Path(args.output)
     try:
         generator.generate(path, args.rows, args.hotels, args.seed, args.first_id)
@@ -29,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "generate",
         help="write a realistic synthetic deals CSV (deterministic for a seed)",
-        description=generator.__doc__.split("\n\n")[0] if generator.__doc__ else None,
+        description=DESCRIPTION,
     )
     parser.add_argument("--rows", type=int, default=50_000, help="data rows (default 50000)")
     parser.add_argument("--hotels", type=int, default=150, help="distinct hotels (default 150)")

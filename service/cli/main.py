@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 from service import logs
@@ -17,7 +18,6 @@ from service.cli.common import (
     session_url,
     unreachable,
 )
-from service.embedded import EmbeddedError, EmbeddedPostgres
 from service.settings import Settings, SettingsError, redact_url
 
 log = logging.getLogger("service.serve")
@@ -91,6 +91,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     if settings.database_url:
         say("DATABASE_URL is set: that server is used and no embedded server is managed")
         return 2
+    from service.embedded import EmbeddedPostgres
+
     server = EmbeddedPostgres(settings.data_dir)
     if args.action == "start":
         print(server.start())
@@ -136,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def embedded_error(exc: Exception) -> bool:
+    """An EmbeddedError: service.embedded is imported only by the commands that start or
+    stop the embedded server (process start counts in `deals load`'s goal), so an
+    exception can be one only once the module is loaded."""
+    embedded = sys.modules.get("service.embedded")
+    return embedded is not None and isinstance(exc, embedded.EmbeddedError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -148,9 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, settings)
-    except EmbeddedError as exc:
-        say(f"error: {exc}")
-        return 1
     except DatabaseUnreachable as exc:
         say(f"error: {exc}")
         return DatabaseUnreachable.exit_code
@@ -160,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        if embedded_error(exc):
+            say(f"error: {exc}")
+            return 1
         what = unreachable(exc)
         if what is None:
             raise

@@ -48,6 +48,9 @@ INSERT_CATEGORIES = ExecRows("insert_categories")
 MAY_SKIP_ROW_TRIGGERS = Value("may_skip_row_triggers")
 LOCK_REFERENCED_ROWS = Value("lock_referenced_rows")
 SKIP_ROW_TRIGGERS = Exec("skip_row_triggers")
+MAY_DEFER_INDEXES = Value("may_defer_indexes")
+DROP_SECONDARY_INDEXES = Exec("drop_secondary_indexes")
+BUILD_DEFERRED_INDEXES = Exec("build_deferred_indexes")
 FIND_EXISTING_DEALS = ExecRows("find_existing_deals")
 FIND_CHANGED_CATEGORY_SETS = ExecRows("find_changed_category_sets")
 UPDATE_DEALS = ExecRows("update_deals")
@@ -56,6 +59,7 @@ DELETE_STALE_LINKS = ExecRows("delete_stale_links")
 INSERT_NEW_LINKS = ExecRows("insert_new_links")
 INSERT_CHANGED_LINKS = ExecRows("insert_changed_links")
 BUILD_LOAD_EVENTS = ExecRows("build_load_events")
+DROP_WORK_TABLES = Exec("drop_work_tables")
 INSERT_LOAD_EVENTS = ExecRows("insert_load_events")
 COUNT_REJECTED = Value("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
@@ -192,6 +196,21 @@ async def skip_row_triggers(conn: Connection) -> None:
     await SKIP_ROW_TRIGGERS(conn)
 
 
+async def may_defer_indexes(conn: Connection) -> bool:
+    may: bool = await MAY_DEFER_INDEXES(conn)
+    return may
+
+
+async def drop_secondary_indexes(conn: Connection) -> None:
+    """A first load's: the secondary indexes of deals and deal_categories go until
+    build_deferred_indexes (their definitions kept in load_deferred_indexes)."""
+    await DROP_SECONDARY_INDEXES(conn)
+
+
+async def build_deferred_indexes(conn: Connection) -> None:
+    await BUILD_DEFERRED_INDEXES(conn)
+
+
 async def find_existing_deals(conn: Connection) -> int:
     return await FIND_EXISTING_DEALS(conn)
 
@@ -223,6 +242,11 @@ async def insert_changed_links(conn: Connection) -> int:
 async def build_load_events(conn: Connection) -> int:
     """The load's events into load_events (no lock yet): their number."""
     return await BUILD_LOAD_EVENTS(conn)
+
+
+async def drop_work_tables(conn: Connection) -> None:
+    """Every work table but load_events, before the feed's order lock is taken."""
+    await DROP_WORK_TABLES(conn)
 
 
 async def insert_load_events(conn: Connection) -> int:

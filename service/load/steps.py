@@ -360,6 +360,11 @@ class Loader:
             categories_new = await sql.insert_categories(conn)
 
             progress.phase("deals")
+            # a first load builds the secondary indexes after the data (may_defer_indexes);
+            # their ACCESS EXCLUSIVE lock is taken before any row lock of the load
+            deferred = await sql.may_defer_indexes(conn)
+            if deferred:
+                await sql.drop_secondary_indexes(conn)
             fk_checks = await self.choose_fk_checks()
             deals_new, deals_updated = await self.write_deals()
 
@@ -367,6 +372,9 @@ class Loader:
             links_removed = await sql.delete_stale_links(conn)
             links_added = await sql.insert_new_links(conn)
             links_added += await sql.insert_changed_links(conn)
+            if deferred:
+                progress.phase("indexes")
+                await sql.build_deferred_indexes(conn)
 
             progress.phase("events")
             # Built first; then the expired ones go, outside the feed's order lock, at
@@ -377,8 +385,10 @@ class Loader:
             await delete_expired_events(
                 conn, retention=self.events_retention, limit=2 * events + 1000
             )
-            progress.phase("feed")  # the order lock is held from here to the commit's end
-            await sql.insert_load_events(conn)
+            await sql.drop_work_tables(conn)  # not at the commit, which the lock spans
+            if events:  # a load that changed nothing takes no lock and wakes no one
+                progress.phase("feed")  # the order lock is held from here to the commit's end
+                await sql.insert_load_events(conn)
             progress.phase("commit")
         loaded = rows_read - rejected
         return LoadSummary(
