@@ -137,7 +137,6 @@ async def test_a_first_load_builds_the_secondary_indexes_after_the_data(
     }
     rebuilt = {n for n in after if after[n][0] != before[n][0]}
     assert rebuilt == {
-        "deals_hotel_id_idx",
         "deals_hotel_id_id_idx",
         "deals_price_id_idx",
         "deals_created_at_id_idx",
