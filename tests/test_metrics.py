@@ -70,6 +70,32 @@ async def test_requests_are_counted_by_route_template(client: Client, known: Kno
     assert calls - value(before, "db_query_duration_seconds_count", query="get_deal") == 6
 
 
+def test_the_fast_histogram_counts_as_the_client_does() -> None:
+    """FastHistogram.observe writes the buckets and sum Histogram.observe would, a value on
+    a bound included (`x <= bound`), in the text a scrape reads."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from service.api.metrics import LATENCY, FastHistogram
+
+    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY]
+    texts = []
+    for fast in (False, True):
+        registry = CollectorRegistry()
+        child = Histogram("h", "h", ["route"], buckets=LATENCY, registry=registry).labels("/x")
+        observe = FastHistogram(child).observe if fast else child.observe
+        for x in values:
+            observe(x)
+        texts.append(
+            "\n".join(
+                line
+                for line in generate_latest(registry).decode().splitlines()
+                if "_created" not in line
+            )
+        )
+    assert texts[0] == texts[1]
+    assert 'h_bucket{le="0.001",route="/x"} 3.0' in texts[1]  # 0.0, 0.001 and LATENCY's own
+
+
 async def test_a_thousand_ids_make_no_new_series(client: Client, known: Known) -> None:
     await client.get("/deals/1")
     before = await scrape(client)
