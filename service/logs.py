@@ -249,6 +249,42 @@ def emit(
         handler.release()
 
 
+# An access line's fields after its time: request_id, method, route, path, status,
+# duration_ms, db_ms, queries.
+AccessFields = tuple[str, str, str, str, int, float, float, int]
+
+
+def access_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The handler access lines of `logger` are written to directly (write_access_lines),
+    or None when they must go through logging (emit): another set-up, or INFO disabled."""
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    handler = _direct_handler(logger)
+    if handler is None or handler.level > logging.INFO:
+        return None
+    return handler
+
+
+def write_access_lines(
+    handler: logging.StreamHandler[Any], logger: str, lines: list[tuple[float, AccessFields]]
+) -> None:
+    """Access lines (their time, their fields) formatted and written in one write, as the
+    handler would write each (its lock, its stream, its flush)."""
+    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.access_line
+    terminator = handler.terminator
+    text = "".join([line(created, logger, *fields) + terminator for created, fields in lines])
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(text)
+        stream.flush()
+    except Exception:
+        handler.handleError(logging.makeLogRecord({"name": logger, "msg": text}))
+    finally:
+        handler.release()
+
+
 def emit_access(
     logger: logging.Logger,
     request_id: str,
@@ -263,42 +299,26 @@ def emit_access(
     """The access line of a request: what emit() writes for it (message `method path
     status`, these fields as `extra`), formatted in one step when the set-up is
     configure()'s, through emit() otherwise."""
-    handler = _direct_handler(logger)
-    if handler is None or handler.level > logging.INFO or not logger.isEnabledFor(logging.INFO):
-        emit(
-            logger,
-            "%s %s %s",
-            (method, path, status),
-            {
-                "request_id": request_id,
-                "method": method,
-                "route": route,
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-                "db_ms": db_ms,
-                "queries": queries,
-            },
-        )
+    fields = (request_id, method, route, path, status, duration_ms, db_ms, queries)
+    handler = access_handler(logger)
+    if handler is not None:
+        write_access_lines(handler, logger.name, [(time.time(), fields)])
         return
-    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
-    line = formatter.access_line(
-        time.time(), logger.name, request_id, method, route, path, status, duration_ms, db_ms,
-        queries,
-    )  # fmt: skip
-    handler.acquire()
-    try:
-        stream = handler.stream
-        stream.write(line + handler.terminator)
-        stream.flush()
-    except Exception:
-        handler.handleError(
-            logger.makeRecord(
-                logger.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None
-            )
-        )
-    finally:
-        handler.release()
+    emit(
+        logger,
+        "%s %s %s",
+        (method, path, status),
+        {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "db_ms": db_ms,
+            "queries": queries,
+        },
+    )
 
 
 def config(settings: Settings) -> dict[str, Any]:

@@ -6,12 +6,15 @@ process add up over every app the tests create.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -273,3 +276,49 @@ def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path
     )  # fmt: skip
     assert {"request_id", "duration_ms", "db_ms"} <= set(page)
     assert by_path["/nowhere"]["route"] == "unmatched"
+
+
+async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
+    """Requests that end together are recorded after them, their lines in one write."""
+    from service import logs
+    from service.api.metrics import Measured
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
+        scope["path_template"] = "/deals/{id}"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def sink(message: object) -> None:
+        pass
+
+    def request(path: str) -> dict[str, object]:
+        return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                "headers": [], "state": {}}  # fmt: skip
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure(Settings(database_url="postgresql://x@127.0.0.1:1/x", log_level="info"))
+    (handler,) = root.handlers
+    handler.setStream(Stream())  # type: ignore[attr-defined]
+    try:
+        measured = Measured(app, metrics=True, access_log=True)  # type: ignore[arg-type]
+        await asyncio.gather(*(measured(request(f"/deals/{n}"), sink, sink) for n in (1, 2, 3)))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the loop's next callbacks: the flush
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    [text] = writes
+    assert [line.split(" ")[5] for line in text.splitlines()] == [
+        "/deals/1",
+        "/deals/2",
+        "/deals/3",
+    ]

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, time
+from typing import Any
 
 from litestar import Litestar, Response, get
 from litestar.enums import ScopeType
@@ -43,7 +44,7 @@ from prometheus_client import (
 from service.api.request_id import request_id
 from service.db.catalogue import observe_queries
 from service.db.pool import Database
-from service.logs import emit_access
+from service.logs import AccessFields, access_handler, emit_access, write_access_lines
 
 ACCESS = "service.access"
 access = logging.getLogger(ACCESS)
@@ -163,11 +164,66 @@ def count_stats_cache(hit: bool) -> None:
     STATS_CACHE.labels("hit" if hit else "miss").inc()
 
 
+# What requests finished since the last flush: (the wrapper, method, route, status,
+# seconds, statements, and for a direct access line its handler, time and raw path).
+Finished = tuple[
+    "Measured", str, str, int, float, RequestMeasures, "logging.StreamHandler[Any] | None",
+    float, str, bytes, str,
+]  # fmt: skip
+_FINISHED: list[Finished] = []
+
+
+def flush_measures() -> None:
+    """Record the requests finished since the last flush: their metrics, and their access
+    lines in one write per handler.
+
+    A request's end only queues its figures (Measured.finish); this runs right after,
+    once the event loop's current callbacks are done (call_soon), so the lines of a busy
+    loop iteration are formatted together and written with one system call, and before
+    /metrics answers. Until then a scrape of this worker would miss them, so metrics_page
+    flushes first."""
+    if not _FINISHED:
+        return
+    finished = _FINISHED[:]
+    _FINISHED.clear()
+    lines: dict[logging.StreamHandler[Any], list[tuple[float, AccessFields]]] = {}
+    for (
+        measured,
+        method,
+        route,
+        status,
+        seconds,
+        measures,
+        handler,
+        at,
+        path,
+        query,
+        rid,
+    ) in finished:
+        if measured.metrics:
+            key = (method, route, status)
+            children = measured.children.get(key)
+            if children is None:
+                children = measured.children[key] = RouteMeasures(method, route, status)
+            children.record(seconds, measures.queries)
+        if handler is not None:
+            if query:
+                path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+            fields = (
+                rid, method, route, path, status, round(seconds * 1000, 2),
+                round(measures.db_seconds * 1000, 2), measures.queries,
+            )  # fmt: skip
+            lines.setdefault(handler, []).append((at, fields))
+    for handler, written in lines.items():
+        write_access_lines(handler, ACCESS, written)
+
+
 class Measured:
     """ASGI wrapper: metrics, Server-Timing and the access line of every HTTP request.
 
     A plain ASGI callable reading the raw scope (no Litestar Request, no header
-    parsing): its cost is paid by every request, so it stays a few microseconds.
+    parsing): its cost is paid by every request, so it stays a few microseconds,
+    and what can wait (metrics, the access line) is recorded by flush_measures.
     """
 
     def __init__(self, app: ASGIApp, *, metrics: bool, access_log: bool) -> None:
@@ -212,28 +268,33 @@ class Measured:
     def finish(self, scope: Scope, status: int, seconds: float, measures: RequestMeasures) -> None:
         method: str = scope["method"]  # type: ignore[typeddict-item]  # an HTTP scope
         route: str = scope.get("path_template") or UNMATCHED
-        if self.metrics:
-            key = (method, route, status)
-            children = self.children.get(key)
-            if children is None:
-                children = self.children[key] = RouteMeasures(method, route, status)
-            children.record(seconds, measures.queries)
+        handler = None
+        rid = ""
         if self.access_log and access.isEnabledFor(logging.INFO):
-            query: bytes = scope["query_string"]
-            path: str = scope["path"]
-            if query:
-                path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
-            emit_access(
-                access,
-                request_id(scope),
-                method,
-                route,
-                path,
-                status,
-                round(seconds * 1000, 2),
-                round(measures.db_seconds * 1000, 2),
-                measures.queries,
+            rid = request_id(scope)
+            handler = access_handler(access)
+            if handler is None:  # another logging set-up (a test's): through logging, now
+                query: bytes = scope["query_string"]
+                path = scope["path"]
+                if query:
+                    path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+                emit_access(
+                    access, rid, method, route, path, status, round(seconds * 1000, 2),
+                    round(measures.db_seconds * 1000, 2), measures.queries,
+                )  # fmt: skip
+        if not self.metrics and handler is None:
+            return
+        _FINISHED.append(
+            (
+                self, method, route, status, seconds, measures, handler, time(),
+                scope["path"], scope["query_string"], rid,
             )
+        )  # fmt: skip
+        if len(_FINISHED) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(flush_measures)
+            except RuntimeError:  # no event loop: now
+                flush_measures()
 
 
 # RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
@@ -277,6 +338,7 @@ def registry() -> CollectorRegistry:
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
 def metrics_page() -> Response[bytes]:
     """Prometheus text format."""
+    flush_measures()  # the requests this worker finished since its last flush
     return Response(generate_latest(registry()), media_type=TEXT_FORMAT)
 
 
