@@ -92,11 +92,14 @@ STATS_CACHE = Counter(
 class RequestMeasures:
     """What the statements of one request add up to (observe_query adds to it)."""
 
-    __slots__ = ("db_seconds", "queries")
+    __slots__ = ("db_seconds", "queries", "statements")
 
     def __init__(self) -> None:
         self.queries = 0
         self.db_seconds = 0.0
+        # (query name, seconds) of the statements to observe when the request is recorded
+        # (flush_measures); None once it is: a later statement is observed at once.
+        self.statements: list[tuple[str, float]] | None = []
 
 
 CURRENT: ContextVar[RequestMeasures | None] = ContextVar("request_measures", default=None)
@@ -148,16 +151,32 @@ _QUERY_DURATIONS: dict[str, FastHistogram] = {}
 
 
 def observe_query(name: str, seconds: float, failed: str | None) -> None:
-    child = _QUERY_DURATIONS.get(name)
-    if child is None:
-        child = _QUERY_DURATIONS[name] = FastHistogram(QUERY_DURATION.labels(name))
-    child.observe(seconds)
+    """A statement ran: counted in its request's measures, observed with them
+    (flush_measures), or at once outside a request."""
     if failed is not None:
         QUERY_ERRORS.labels(name, failed).inc()
     measures = CURRENT.get()
     if measures is not None:
         measures.queries += 1
         measures.db_seconds += seconds
+        if measures.statements is not None:
+            measures.statements.append((name, seconds))
+            return
+    query_duration(name).observe(seconds)
+
+
+def observe_statements(measures: RequestMeasures) -> None:
+    """Observe the statements a request ran; any later one is observed as it ends."""
+    statements, measures.statements = measures.statements, None
+    for name, seconds in statements or ():
+        query_duration(name).observe(seconds)
+
+
+def query_duration(name: str) -> FastHistogram:
+    child = _QUERY_DURATIONS.get(name)
+    if child is None:
+        child = _QUERY_DURATIONS[name] = FastHistogram(QUERY_DURATION.labels(name))
+    return child
 
 
 def count_stats_cache(hit: bool) -> None:
@@ -200,6 +219,7 @@ def flush_measures() -> None:
         query,
         rid,
     ) in finished:
+        observe_statements(measures)
         if measured.metrics:
             key = (method, route, status)
             children = measured.children.get(key)
@@ -283,6 +303,7 @@ class Measured:
                     round(measures.db_seconds * 1000, 2), measures.queries,
                 )  # fmt: skip
         if not self.metrics and handler is None:
+            observe_statements(measures)
             return
         _FINISHED.append(
             (
