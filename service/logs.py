@@ -48,6 +48,23 @@ class LineFormatter(logging.Formatter):
     def line(self, created: float, level: str, logger: str, message: str, extra: Any) -> str:
         raise NotImplementedError
 
+    def access_line(
+        self,
+        created: float,
+        logger: str,
+        request_id: str,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        db_ms: float,
+        queries: int,
+    ) -> str:
+        """line() of an access line (INFO, the message `method path status`, its fields in
+        ACCESS_FIELDS' order), written without building its fields' dict."""
+        raise NotImplementedError
+
 
 class JsonFormatter(LineFormatter):
     def line(
@@ -61,6 +78,36 @@ class JsonFormatter(LineFormatter):
                 "logger": logger,
                 "message": message,
                 **extra,
+            }
+        ).decode()
+
+    def access_line(
+        self,
+        created: float,
+        logger: str,
+        request_id: str,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        db_ms: float,
+        queries: int,
+    ) -> str:
+        return _encode(
+            {
+                "ts": _json_time(created),
+                "level": "info",
+                "logger": logger,
+                "message": f"{method} {path} {status}",
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "db_ms": db_ms,
+                "queries": queries,
             }
         ).decode()
 
@@ -94,6 +141,25 @@ class TextFormatter(LineFormatter):
             return text
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
+    def access_line(
+        self,
+        created: float,
+        logger: str,
+        request_id: str,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        db_ms: float,
+        queries: int,
+    ) -> str:
+        return (
+            f"{_text_time(created)} INFO {logger} {method} {path} {status} "
+            f"request_id={request_id} method={method} route={route} path={path} "
+            f"status={status} duration_ms={duration_ms} db_ms={db_ms} queries={queries}"
+        )
+
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
             text = super().format(record)
@@ -108,31 +174,27 @@ class TextFormatter(LineFormatter):
 
 
 # The second of the last line written and its text: the date and time change once a second.
-_second: dict[str, tuple[int, str]] = {}
+_text_second: list[Any] = [None, ""]
+_json_second: list[Any] = [None, ""]
 
 
 def _text_time(created: float) -> str:
     """logging.Formatter.formatTime's default: local time, then a comma and milliseconds."""
     second = int(created)
-    cached = _second.get("text")
-    if cached is None or cached[0] != second:
-        cached = _second["text"] = (
-            second,
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)),
-        )
-    return f"{cached[1]},{int((created - second) * 1000):03d}"
+    if _text_second[0] != second:
+        _text_second[:] = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+    return f"{_text_second[1]},{int((created - second) * 1000):03d}"
 
 
 def _json_time(created: float) -> str:
     """JsonFormatter's "ts": UTC, ISO 8601 with milliseconds."""
     second = int(created)
-    cached = _second.get("json")
-    if cached is None or cached[0] != second:
-        cached = _second["json"] = (
+    if _json_second[0] != second:
+        _json_second[:] = (
             second,
             datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6],
         )
-    return f"{cached[1]}.{int((created - second) * 1000):03d}+00:00"
+    return f"{_json_second[1]}.{int((created - second) * 1000):03d}+00:00"
 
 
 def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
@@ -185,6 +247,78 @@ def emit(
         )
     finally:
         handler.release()
+
+
+# An access line's fields after its time: request_id, method, route, path, status,
+# duration_ms, db_ms, queries.
+AccessFields = tuple[str, str, str, str, int, float, float, int]
+
+
+def access_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The handler access lines of `logger` are written to directly (write_access_lines),
+    or None when they must go through logging (emit): another set-up, or INFO disabled."""
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    handler = _direct_handler(logger)
+    if handler is None or handler.level > logging.INFO:
+        return None
+    return handler
+
+
+def write_access_lines(
+    handler: logging.StreamHandler[Any], logger: str, lines: list[tuple[float, AccessFields]]
+) -> None:
+    """Access lines (their time, their fields) formatted and written in one write, as the
+    handler would write each (its lock, its stream, its flush)."""
+    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.access_line
+    terminator = handler.terminator
+    text = "".join([line(created, logger, *fields) + terminator for created, fields in lines])
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(text)
+        stream.flush()
+    except Exception:
+        handler.handleError(logging.makeLogRecord({"name": logger, "msg": text}))
+    finally:
+        handler.release()
+
+
+def emit_access(
+    logger: logging.Logger,
+    request_id: str,
+    method: str,
+    route: str,
+    path: str,
+    status: int,
+    duration_ms: float,
+    db_ms: float,
+    queries: int,
+) -> None:
+    """The access line of a request: what emit() writes for it (message `method path
+    status`, these fields as `extra`), formatted in one step when the set-up is
+    configure()'s, through emit() otherwise."""
+    fields = (request_id, method, route, path, status, duration_ms, db_ms, queries)
+    handler = access_handler(logger)
+    if handler is not None:
+        write_access_lines(handler, logger.name, [(time.time(), fields)])
+        return
+    emit(
+        logger,
+        "%s %s %s",
+        (method, path, status),
+        {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "db_ms": db_ms,
+            "queries": queries,
+        },
+    )
 
 
 def config(settings: Settings) -> dict[str, Any]:

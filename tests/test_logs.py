@@ -50,6 +50,18 @@ def test_a_line_is_what_format_writes(
     assert formatter.line(created, "INFO", "service.access", message, extra) == expected
 
 
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+@pytest.mark.parametrize("created", INSTANTS)
+def test_an_access_line_is_what_format_writes(
+    formatter: logs.LineFormatter, created: float
+) -> None:
+    expected = formatter.format(record(created, EXTRA))
+    fields = [EXTRA[k] for k in ("request_id", "method", "route", "path", "status")]
+    timing = [EXTRA[k] for k in ("duration_ms", "db_ms", "queries")]
+    line = formatter.access_line(created, "service.access", *fields, *timing)  # type: ignore[arg-type]
+    assert line == expected
+
+
 @pytest.fixture(params=["text", "json"])
 def configured(request: pytest.FixtureRequest) -> Iterator[tuple[str, io.StringIO]]:
     """configure()'s set-up, its handler writing to a StringIO."""
@@ -100,6 +112,56 @@ def test_emit_writes_the_line_logging_would(configured: tuple[str, io.StringIO])
         assert direct.endswith("INFO service.access GET /deals/7?x=1 200 request_id=r-1 "
                                "method=GET route=/deals/{id} path=/deals/7?x=1 status=200 "
                                "duration_ms=1.25 db_ms=0.5 queries=1")  # fmt: skip
+
+
+def test_emit_access_writes_the_line_emit_would(configured: tuple[str, io.StringIO]) -> None:
+    log_format, stream = configured
+    access = logging.getLogger("service.access")
+    fields = [EXTRA[k] for k in ("request_id", "method", "route", "path", "status")]
+    timing = [EXTRA[k] for k in ("duration_ms", "db_ms", "queries")]
+    with alone():
+        logs.emit_access(access, *fields, *timing)  # type: ignore[arg-type]
+        logs.emit(access, "%s %s %s", ("GET", "/deals/7?x=1", 200), EXTRA)
+    direct, through_emit = stream.getvalue().splitlines()
+    if log_format == "json":
+        first, second = json.loads(direct), json.loads(through_emit)
+        assert list(first) == list(second)
+        assert {k: v for k, v in first.items() if k != "ts"} == {
+            k: v for k, v in second.items() if k != "ts"
+        }
+    else:
+        assert direct.split(" ", 2)[2] == through_emit.split(" ", 2)[2]
+
+
+def test_emit_access_goes_through_logging_to_another_handler(
+    configured: tuple[str, io.StringIO],
+) -> None:
+    access = logging.getLogger("service.access")
+    caught: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record)
+
+    catch = Catch()
+    with alone():
+        access.addHandler(catch)
+        try:
+            logs.emit_access(access, "r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2)
+        finally:
+            access.removeHandler(catch)
+    [line] = caught
+    assert line.getMessage() == "GET /deals?limit=3 200"
+    assert {k: getattr(line, k) for k in EXTRA} == {
+        "request_id": "r-2",
+        "method": "GET",
+        "route": "/deals",
+        "path": "/deals?limit=3",
+        "status": 200,
+        "duration_ms": 1.5,
+        "db_ms": 0.5,
+        "queries": 2,
+    }
 
 
 def test_another_handler_or_a_filter_gets_the_line_through_logging(

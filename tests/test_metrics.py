@@ -6,12 +6,15 @@ process add up over every app the tests create.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -68,6 +71,32 @@ async def test_requests_are_counted_by_route_template(client: Client, known: Kno
     assert per_request - value(before, "db_queries_per_request_sum", route="/deals/{id}") == 6
     calls = value(after, "db_query_duration_seconds_count", query="get_deal")
     assert calls - value(before, "db_query_duration_seconds_count", query="get_deal") == 6
+
+
+def test_the_fast_histogram_counts_as_the_client_does() -> None:
+    """FastHistogram.observe writes the buckets and sum Histogram.observe would, a value on
+    a bound included (`x <= bound`), in the text a scrape reads."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from service.api.metrics import LATENCY, FastHistogram
+
+    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY]
+    texts = []
+    for fast in (False, True):
+        registry = CollectorRegistry()
+        child = Histogram("h", "h", ["route"], buckets=LATENCY, registry=registry).labels("/x")
+        observe = FastHistogram(child).observe if fast else child.observe
+        for x in values:
+            observe(x)
+        texts.append(
+            "\n".join(
+                line
+                for line in generate_latest(registry).decode().splitlines()
+                if "_created" not in line
+            )
+        )
+    assert texts[0] == texts[1]
+    assert 'h_bucket{le="0.001",route="/x"} 3.0' in texts[1]  # 0.0, 0.001 and LATENCY's own
 
 
 async def test_a_thousand_ids_make_no_new_series(client: Client, known: Known) -> None:
@@ -247,3 +276,49 @@ def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path
     )  # fmt: skip
     assert {"request_id", "duration_ms", "db_ms"} <= set(page)
     assert by_path["/nowhere"]["route"] == "unmatched"
+
+
+async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
+    """Requests that end together are recorded after them, their lines in one write."""
+    from service import logs
+    from service.api.metrics import Measured
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
+        scope["path_template"] = "/deals/{id}"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def sink(message: object) -> None:
+        pass
+
+    def request(path: str) -> dict[str, object]:
+        return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                "headers": [], "state": {}}  # fmt: skip
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure(Settings(database_url="postgresql://x@127.0.0.1:1/x", log_level="info"))
+    (handler,) = root.handlers
+    handler.setStream(Stream())  # type: ignore[attr-defined]
+    try:
+        measured = Measured(app, metrics=True, access_log=True)  # type: ignore[arg-type]
+        await asyncio.gather(*(measured(request(f"/deals/{n}"), sink, sink) for n in (1, 2, 3)))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the loop's next callbacks: the flush
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    [text] = writes
+    assert [line.split(" ")[5] for line in text.splitlines()] == [
+        "/deals/1",
+        "/deals/2",
+        "/deals/3",
+    ]

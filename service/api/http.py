@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -104,6 +105,7 @@ def _preflight_headers(origin: str) -> list[tuple[bytes, bytes]]:
 _CODING = re.compile(r"^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*(?:;\s*q\s*=\s*([0-9.]+)\s*)?$")
 
 
+@lru_cache(maxsize=256)
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether this Accept-Encoding allows gzip (RFC 9110 12.5.3): gzip or x-gzip
     with q > 0, or, when neither is named, `*` with q > 0. A part that does not
@@ -144,6 +146,23 @@ def _with_head(allow: str) -> str:
     return ", ".join(sorted(methods))
 
 
+def _request_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request's headers with Accept-Encoding reduced to `gzip` or nothing; the same
+    list when it has no Accept-Encoding or only `gzip` already (most clients, every bench)."""
+    found = [value for key, value in headers if key.lower() == b"accept-encoding"]
+    if not found or found == [b"gzip"]:
+        return headers
+    out = [(k, v) for k, v in headers if k.lower() != b"accept-encoding"]
+    if accepts_gzip(found[0].decode("latin-1")):
+        out.append((b"accept-encoding", b"gzip"))
+    return out
+
+
+# The response headers the layer may have to merge with; any other passes as it is.
+_MERGED: Final = frozenset({b"vary", b"allow"})
+_VARY_ACCEPT_ENCODING: Final = (b"vary", b"Accept-Encoding")
+
+
 def http_layer(app: ASGIApp, cors: CORSConfig | None) -> ASGIApp:
     """The ASGI app that serves `app` with HEAD, gzip negotiation and CORS (module docstring)."""
 
@@ -170,26 +189,33 @@ def http_layer(app: ASGIApp, cors: CORSConfig | None) -> ASGIApp:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-        accept_encoding = header(scope, b"accept-encoding")
-        if accept_encoding is not None and accepts_gzip(accept_encoding):
-            headers.append((b"accept-encoding", b"gzip"))
+        headers = _request_headers(scope["headers"])
         head = method == "HEAD"
-        # A new scope: the server keeps its own, which must still say HEAD.
-        inner: Any = {**scope, "headers": headers, "method": "GET" if head else method}
+        inner: Any = scope
+        if head or headers is not scope["headers"]:
+            # A new scope: the server keeps its own, which must still say HEAD.
+            inner = {**scope, "headers": headers, "method": "GET" if head else method}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                out = MutableScopeHeaders.from_message(message)
-                _with_vary(out, "Accept-Encoding")
-                if "allow" in out:
-                    out["allow"] = _with_head(out["allow"])
-                if cors is not None:
-                    _with_vary(out, "Origin")
-                    if allowed:
-                        assert origin is not None
-                        out["access-control-allow-origin"] = origin
-                        out["access-control-expose-headers"] = ", ".join(CORS_EXPOSE_HEADERS)
+                raw = message.get("headers")
+                if (
+                    cors is None
+                    and type(raw) is list
+                    and not any(key.lower() in _MERGED for key, _ in raw)
+                ):
+                    raw.append(_VARY_ACCEPT_ENCODING)  # the usual answer: nothing to merge
+                else:
+                    out = MutableScopeHeaders.from_message(message)
+                    _with_vary(out, "Accept-Encoding")
+                    if "allow" in out:
+                        out["allow"] = _with_head(out["allow"])
+                    if cors is not None:
+                        _with_vary(out, "Origin")
+                        if allowed:
+                            assert origin is not None
+                            out["access-control-allow-origin"] = origin
+                            out["access-control-expose-headers"] = ", ".join(CORS_EXPOSE_HEADERS)
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)

@@ -20,12 +20,13 @@ import asyncio
 import logging
 import os
 import re
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, time
+from typing import Any
 
 from litestar import Litestar, Response, get
 from litestar.enums import ScopeType
@@ -43,7 +44,7 @@ from prometheus_client import (
 from service.api.request_id import request_id
 from service.db.catalogue import observe_queries
 from service.db.pool import Database
-from service.logs import emit
+from service.logs import AccessFields, access_handler, emit_access, write_access_lines
 
 ACCESS = "service.access"
 access = logging.getLogger(ACCESS)
@@ -88,46 +89,169 @@ STATS_CACHE = Counter(
 )
 
 
-@dataclass
 class RequestMeasures:
-    queries: int = 0
-    db_seconds: float = 0.0
+    """What the statements of one request add up to (observe_query adds to it)."""
+
+    __slots__ = ("db_seconds", "queries", "statements")
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.db_seconds = 0.0
+        # (query name, seconds) of the statements to observe when the request is recorded
+        # (flush_measures); None once it is: a later statement is observed at once.
+        self.statements: list[tuple[str, float]] | None = []
 
 
 CURRENT: ContextVar[RequestMeasures | None] = ContextVar("request_measures", default=None)
 
 
-# The labelled children, looked up once per label set: `.labels()` per call costs a few
+class FastHistogram:
+    """One labelled child of a Histogram, observed without the client's per-call work.
+
+    `Histogram.labels(...).observe(x)` checks the metric is observable and walks
+    the buckets in a Python loop on every call; here the bucket is found by
+    bisection (the first upper bound >= x, as the client does: `x <= bound`) and
+    the same two values are incremented, so the exposition is the client's own,
+    in single-process and multiprocess mode alike.
+    """
+
+    __slots__ = ("bounds", "buckets", "sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self.bounds: list[float] = list(child._upper_bounds)  # the last one is +Inf
+        self.buckets: list[Callable[[float], None]] = [b.inc for b in child._buckets]
+        self.sum: Callable[[float], None] = child._sum.inc
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)](1)
+        self.sum(value)
+
+
+class RouteMeasures:
+    """The three request metrics of one (method, route, status), bound once."""
+
+    __slots__ = ("duration", "queries", "requests")
+
+    def __init__(self, method: str, route: str, status: int) -> None:
+        self.requests: Callable[[float], None] = HTTP_REQUESTS.labels(
+            method, route, str(status)
+        )._value.inc
+        self.duration = FastHistogram(HTTP_DURATION.labels(method, route))
+        self.queries = FastHistogram(QUERIES_PER_REQUEST.labels(route))
+
+    def record(self, seconds: float, queries: int) -> None:
+        self.requests(1)
+        self.duration.observe(seconds)
+        self.queries.observe(queries)
+
+
+# The labelled children, bound once per label set: `.labels()` per call costs a few
 # microseconds (label checks, a lock, a dict), paid on every request and every statement.
-_QUERY_DURATIONS: dict[str, Histogram] = {}
+_QUERY_DURATIONS: dict[str, FastHistogram] = {}
 
 
 def observe_query(name: str, seconds: float, failed: str | None) -> None:
-    child = _QUERY_DURATIONS.get(name)
-    if child is None:
-        child = _QUERY_DURATIONS[name] = QUERY_DURATION.labels(name)
-    child.observe(seconds)
+    """A statement ran: counted in its request's measures, observed with them
+    (flush_measures), or at once outside a request."""
     if failed is not None:
         QUERY_ERRORS.labels(name, failed).inc()
     measures = CURRENT.get()
     if measures is not None:
         measures.queries += 1
         measures.db_seconds += seconds
+        if measures.statements is not None:
+            measures.statements.append((name, seconds))
+            return
+    query_duration(name).observe(seconds)
+
+
+def observe_statements(measures: RequestMeasures) -> None:
+    """Observe the statements a request ran; any later one is observed as it ends."""
+    statements, measures.statements = measures.statements, None
+    for name, seconds in statements or ():
+        query_duration(name).observe(seconds)
+
+
+def query_duration(name: str) -> FastHistogram:
+    child = _QUERY_DURATIONS.get(name)
+    if child is None:
+        child = _QUERY_DURATIONS[name] = FastHistogram(QUERY_DURATION.labels(name))
+    return child
 
 
 def count_stats_cache(hit: bool) -> None:
     STATS_CACHE.labels("hit" if hit else "miss").inc()
 
 
+# What requests finished since the last flush: (the wrapper, method, route, status,
+# seconds, statements, and for a direct access line its handler, time and raw path).
+Finished = tuple[
+    "Measured", str, str, int, float, RequestMeasures, "logging.StreamHandler[Any] | None",
+    float, str, bytes, str,
+]  # fmt: skip
+_FINISHED: list[Finished] = []
+
+
+def flush_measures() -> None:
+    """Record the requests finished since the last flush: their metrics, and their access
+    lines in one write per handler.
+
+    A request's end only queues its figures (Measured.finish); this runs right after,
+    once the event loop's current callbacks are done (call_soon), so the lines of a busy
+    loop iteration are formatted together and written with one system call, and before
+    /metrics answers. Until then a scrape of this worker would miss them, so metrics_page
+    flushes first."""
+    if not _FINISHED:
+        return
+    finished = _FINISHED[:]
+    _FINISHED.clear()
+    lines: dict[logging.StreamHandler[Any], list[tuple[float, AccessFields]]] = {}
+    for (
+        measured,
+        method,
+        route,
+        status,
+        seconds,
+        measures,
+        handler,
+        at,
+        path,
+        query,
+        rid,
+    ) in finished:
+        observe_statements(measures)
+        if measured.metrics:
+            key = (method, route, status)
+            children = measured.children.get(key)
+            if children is None:
+                children = measured.children[key] = RouteMeasures(method, route, status)
+            children.record(seconds, measures.queries)
+        if handler is not None:
+            if query:
+                path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+            fields = (
+                rid, method, route, path, status, round(seconds * 1000, 2),
+                round(measures.db_seconds * 1000, 2), measures.queries,
+            )  # fmt: skip
+            lines.setdefault(handler, []).append((at, fields))
+    for handler, written in lines.items():
+        write_access_lines(handler, ACCESS, written)
+
+
 class Measured:
-    """ASGI wrapper: metrics, Server-Timing and the access line of every HTTP request."""
+    """ASGI wrapper: metrics, Server-Timing and the access line of every HTTP request.
+
+    A plain ASGI callable reading the raw scope (no Litestar Request, no header
+    parsing): its cost is paid by every request, so it stays a few microseconds,
+    and what can wait (metrics, the access line) is recorded by flush_measures.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: bool, access_log: bool) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
         # (method, route, status) -> its children of the three request metrics
-        self.children: dict[tuple[str, str, int], tuple[Counter, Histogram, Histogram]] = {}
+        self.children: dict[tuple[str, str, int], RouteMeasures] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -142,12 +266,14 @@ class Measured:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                app_ms = (perf_counter() - started) * 1000
-                timing = f"db;dur={measures.db_seconds * 1000:.1f}, app;dur={app_ms:.1f}"
                 # appended as is: no handler sets Server-Timing, so there is none to replace
+                entry = (
+                    b"server-timing",
+                    b"db;dur=%.1f, app;dur=%.1f"
+                    % (measures.db_seconds * 1000, (perf_counter() - started) * 1000),
+                )
                 headers = message.get("headers")
-                entry = (b"server-timing", timing.encode("latin-1"))
-                if isinstance(headers, list):
+                if type(headers) is list:
                     headers.append(entry)
                 else:
                     message["headers"] = [*(headers or ()), entry]
@@ -160,39 +286,36 @@ class Measured:
             self.finish(scope, status, perf_counter() - started, measures)
 
     def finish(self, scope: Scope, status: int, seconds: float, measures: RequestMeasures) -> None:
-        method = str(scope.get("method", ""))
+        method: str = scope["method"]  # type: ignore[typeddict-item]  # an HTTP scope
         route: str = scope.get("path_template") or UNMATCHED
-        if self.metrics:
-            key = (method, route, status)
-            children = self.children.get(key)
-            if children is None:
-                children = self.children[key] = (
-                    HTTP_REQUESTS.labels(method, route, str(status)),
-                    HTTP_DURATION.labels(method, route),
-                    QUERIES_PER_REQUEST.labels(route),
-                )
-            requests, duration, queries = children
-            requests.inc()
-            duration.observe(seconds)
-            queries.observe(measures.queries)
+        handler = None
+        rid = ""
         if self.access_log and access.isEnabledFor(logging.INFO):
-            query = hide_tokens(scope["query_string"].decode("latin-1"))
-            path = scope["path"] + (f"?{query}" if query else "")
-            emit(
-                access,
-                "%s %s %s",
-                (method, path, status),
-                {
-                    "request_id": request_id(scope),
-                    "method": method,
-                    "route": route,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "db_ms": round(measures.db_seconds * 1000, 2),
-                    "queries": measures.queries,
-                },
+            rid = request_id(scope)
+            handler = access_handler(access)
+            if handler is None:  # another logging set-up (a test's): through logging, now
+                query: bytes = scope["query_string"]
+                path = scope["path"]
+                if query:
+                    path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+                emit_access(
+                    access, rid, method, route, path, status, round(seconds * 1000, 2),
+                    round(measures.db_seconds * 1000, 2), measures.queries,
+                )  # fmt: skip
+        if not self.metrics and handler is None:
+            observe_statements(measures)
+            return
+        _FINISHED.append(
+            (
+                self, method, route, status, seconds, measures, handler, time(),
+                scope["path"], scope["query_string"], rid,
             )
+        )  # fmt: skip
+        if len(_FINISHED) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(flush_measures)
+            except RuntimeError:  # no event loop: now
+                flush_measures()
 
 
 # RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
@@ -236,6 +359,7 @@ def registry() -> CollectorRegistry:
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
 def metrics_page() -> Response[bytes]:
     """Prometheus text format."""
+    flush_measures()  # the requests this worker finished since its last flush
     return Response(generate_latest(registry()), media_type=TEXT_FORMAT)
 
 

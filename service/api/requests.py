@@ -16,7 +16,6 @@ from functools import cache
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import HeaderParameter, ParameterKwarg
 from litestar.types import Message, Scope
@@ -29,15 +28,22 @@ TRACEPARENT = "traceparent"
 PATH_PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
 
 
+_ECHOED = frozenset({REQUEST_ID.encode(), TRACEPARENT.encode()})
+
+
 async def echo_request_headers(message: Message, scope: Scope) -> None:
     """A before-send hook: X-Request-ID (and traceparent, when sent) on every response."""
     if message["type"] != "http.response.start":
         return
-    headers = MutableScopeHeaders.from_message(message)
-    headers[REQUEST_ID] = request_id(scope)
+    headers = message.get("headers")
+    if type(headers) is not list:
+        headers = message["headers"] = list(headers or ())
+    elif any(key.lower() in _ECHOED for key, _ in headers):  # set by the handler: replaced
+        headers[:] = [(key, value) for key, value in headers if key.lower() not in _ECHOED]
+    headers.append((b"x-request-id", request_id(scope).encode("latin-1")))
     traceparent = header(scope, b"traceparent")
     if traceparent is not None:
-        headers[TRACEPARENT] = traceparent
+        headers.append((b"traceparent", traceparent.encode("latin-1")))
 
 
 @cache
@@ -58,6 +64,8 @@ def query_parameters(handler: HTTPRouteHandler) -> frozenset[str]:
 
 async def reject_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     """A before-request hook: 422 UNKNOWN_PARAMETER, or 422 for a parameter sent twice."""
+    if not request.scope["query_string"]:  # no parameter: nothing to refuse
+        return
     known = query_parameters(request.route_handler)
     params = request.query_params
     unknown = sorted(name for name in params if name not in known)
