@@ -1,9 +1,9 @@
 """One typed function per query of sql/load.sql, in the order a load runs them.
 
 A query that takes only the connection and returns what its kind returns
-(:exec nothing, :execrows the row count) is its own function: the lowercase
-statement object below; the others get a wrapper that names and types their
-arguments and results.
+(:exec nothing, :execrows the row count, :val a Flag's bool or a Count's int)
+is its own function: the lowercase statement object below; the others get a
+wrapper that names and types their arguments and results.
 
 The loader's work tables are TEMP tables created inside the load's
 transaction (ON COMMIT DROP); create_work_tables() makes them, which is also
@@ -18,11 +18,28 @@ import msgspec
 
 from service.db.catalogue import Connection, Exec, ExecRows, Many, One, Value
 
+
+class Flag(Value):
+    """A :val query whose value is a boolean."""
+
+    async def __call__(self, conn: Connection, *args: Any) -> bool:
+        flag: bool = await super().__call__(conn, *args)
+        return flag
+
+
+class Count(Value):
+    """A :val query whose value is a number of rows."""
+
+    async def __call__(self, conn: Connection, *args: Any) -> int:
+        count: int = await super().__call__(conn, *args)
+        return count
+
+
 CONFIGURE_LOAD = Exec("configure_load")
-TRY_LOAD_LOCK = Value("try_load_lock")
+try_load_lock = Flag("try_load_lock")
 wait_load_lock = Exec("wait_load_lock")
 SET_LOCK_TIMEOUT = Exec("set_lock_timeout")
-DEALS_EXIST = Value("deals_exist")
+deals_exist = Flag("deals_exist")
 CREATE_WORK_TABLES = tuple(
     Exec(name)
     for name in (
@@ -40,7 +57,7 @@ CREATE_WORK_TABLES = tuple(
 )
 insert_typed_rows = ExecRows("insert_typed_rows")
 find_bad_values = ExecRows("find_bad_values")
-COUNT_UNEXPLAINED_ROWS = Value("count_unexplained_rows")
+count_unexplained_rows = Count("count_unexplained_rows")
 find_duplicate_deal_ids = ExecRows("find_duplicate_deal_ids")
 drop_rejected_rows = ExecRows("drop_rejected_rows")
 RESOLVE_HOTELS = One("resolve_hotels")
@@ -50,10 +67,10 @@ update_hotels = ExecRows("update_hotels")
 insert_hotels = ExecRows("insert_hotels")
 insert_load_links = ExecRows("insert_load_links")
 insert_categories = ExecRows("insert_categories")
-MAY_SKIP_ROW_TRIGGERS = Value("may_skip_row_triggers")
-LOCK_REFERENCED_ROWS = Value("lock_referenced_rows")
+may_skip_row_triggers = Flag("may_skip_row_triggers")
+lock_referenced_rows = Count("lock_referenced_rows")
 skip_row_triggers = Exec("skip_row_triggers")
-MAY_DEFER_INDEXES = Value("may_defer_indexes")
+may_defer_indexes = Flag("may_defer_indexes")
 # A first load's: the secondary indexes of deals and deal_categories go until
 # build_deferred_indexes (their definitions kept in load_deferred_indexes).
 drop_secondary_indexes = Exec("drop_secondary_indexes")
@@ -71,9 +88,9 @@ build_load_events = ExecRows("build_load_events")
 drop_work_tables = Exec("drop_work_tables")
 # The load's events, its last write (it takes the feed's order lock to commit).
 insert_load_events = ExecRows("insert_load_events")
-COUNT_REJECTED = Value("count_rejected")
+count_rejected = Count("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
-COUNT_PROBLEMS = Value("count_problems")
+count_problems = Count("count_problems")
 REJECTED_RECORDS = Many("rejected_records")
 FIRST_REJECTED_RECORDS = Many("first_rejected_records")
 flush_load_statistics = Exec("flush_load_statistics")
@@ -116,28 +133,13 @@ async def configure_load(conn: Connection, *, work_mem: str) -> None:
     await CONFIGURE_LOAD(conn, work_mem)
 
 
-async def try_load_lock(conn: Connection) -> bool:
-    taken: bool = await TRY_LOAD_LOCK(conn)
-    return taken
-
-
 async def set_lock_timeout(conn: Connection, *, lock_timeout: str) -> None:
     await SET_LOCK_TIMEOUT(conn, lock_timeout)
-
-
-async def deals_exist(conn: Connection) -> bool:
-    exist: bool = await DEALS_EXIST(conn)
-    return exist
 
 
 async def create_work_tables(conn: Connection) -> None:
     for query in CREATE_WORK_TABLES:
         await query(conn)
-
-
-async def count_unexplained_rows(conn: Connection) -> int:
-    count: int = await COUNT_UNEXPLAINED_ROWS(conn)
-    return count
 
 
 async def resolve_hotels(conn: Connection) -> tuple[int, int]:
@@ -156,37 +158,12 @@ async def reject_phones(conn: Connection, *, phones: list[str], reasons: list[st
     return await REJECT_PHONES(conn, phones, reasons)
 
 
-async def may_skip_row_triggers(conn: Connection) -> bool:
-    may: bool = await MAY_SKIP_ROW_TRIGGERS(conn)
-    return may
-
-
-async def lock_referenced_rows(conn: Connection) -> int:
-    locked: int = await LOCK_REFERENCED_ROWS(conn)
-    return locked
-
-
-async def may_defer_indexes(conn: Connection) -> bool:
-    may: bool = await MAY_DEFER_INDEXES(conn)
-    return may
-
-
-async def count_rejected(conn: Connection) -> int:
-    count: int = await COUNT_REJECTED(conn)
-    return count
-
-
 async def first_problems(conn: Connection, *, limit: int) -> list[Problem]:
     rows = await FIRST_PROBLEMS(conn, limit)
     return [
         Problem(record=r["record"], column=r["col"], value=r["value"], reason=r["reason"])
         for r in rows
     ]
-
-
-async def count_problems(conn: Connection) -> int:
-    count: int = await COUNT_PROBLEMS(conn)
-    return count
 
 
 def rejected_records(conn: Connection, *, prefetch: int = 2000) -> Any:
