@@ -250,15 +250,15 @@ async def explain(url: str, path: Path, floor_s: float) -> None:
             await sql.find_existing_deals(conn)
             print(f"foreign keys checked {await loader.choose_fk_checks()}")
             await conn.execute("SAVEPOINT plans")
-            for query in (sql.INSERT_DEALS, sql.INSERT_NEW_LINKS):
+            for query in (sql.insert_deals, sql.insert_new_links):
                 plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF)\n" + query.sql)
                 print(f"\n{query.name} ({rows_read:,} rows):")
                 print("\n".join("  " + r[0] for r in plan))
             await conn.execute("ROLLBACK TO SAVEPOINT plans")
             print(f"\nwhat bounds them ({rows_read:,} rows; seconds, x the {floor_s:.2f} s floor):")
-            await bounds(conn, sql.INSERT_DEALS.sql, "deals", floor_s, before=None)
-            await bounds(conn, sql.INSERT_NEW_LINKS.sql, "deal_categories", floor_s,
-                         before=sql.INSERT_DEALS.sql)  # fmt: skip
+            await bounds(conn, sql.insert_deals.sql, "deals", floor_s, before=None)
+            await bounds(conn, sql.insert_new_links.sql, "deal_categories", floor_s,
+                         before=sql.insert_deals.sql)  # fmt: skip
             await transaction.rollback()
     finally:
         await conn.close()

@@ -226,126 +226,81 @@ FROM (
 
 -- name: find_bad_values :execrows
 -- Every per-value rule of the spec, with its reason, over the records that
--- insert_typed_rows found not ok (none, on a clean file): each CASE yields
--- 'column:reason' or NULL; only records with a problem are unnested.
+-- insert_typed_rows found not ok (none, on a clean file): each of a record's
+-- values, with the kind of rule its column follows, yields a reason or NULL;
+-- ord numbers a record's reasons in column order.
 INSERT INTO load_errors (record, ord, col, value, reason)
 SELECT b.record,
-       p.ord,
-       split_part(p.problem, ':', 1),
-       CASE split_part(p.problem, ':', 1)
-           WHEN 'deal_id' THEN b.deal_id
-           WHEN 'hotel_name' THEN b.hotel_name
-           WHEN 'hotel_city' THEN b.hotel_city
-           WHEN 'hotel_country' THEN b.hotel_country
-           WHEN 'hotel_phone' THEN b.hotel_phone
-           WHEN 'hotel_star_rating' THEN b.hotel_star_rating
-           WHEN 'room_type' THEN b.room_type
-           WHEN 'price_per_night' THEN b.price_per_night
-           WHEN 'original_price' THEN b.original_price
-           WHEN 'discount_percent' THEN b.discount_percent
-           WHEN 'checkin_date' THEN b.checkin_date
-           WHEN 'checkout_date' THEN b.checkout_date
-           WHEN 'is_available' THEN b.is_available
-           WHEN 'created_at' THEN b.created_at
-       END,
-       substr(p.problem, strpos(p.problem, ':') + 1)
+       row_number() OVER (PARTITION BY b.record ORDER BY c.pos),
+       c.col,
+       c.value,
+       p.reason
 FROM (
-    SELECT s.*,
-           array_remove(ARRAY[
-               CASE
-                   WHEN s.deal_id IS NULL OR btrim(s.deal_id) = '' THEN 'deal_id:is empty'
-                   WHEN NOT pg_input_is_valid(s.deal_id, 'bigint') THEN 'deal_id:is not an integer'
-                   WHEN s.deal_id::bigint <= 0 THEN 'deal_id:must be greater than 0'
-               END,
-               CASE WHEN s.hotel_name IS NULL OR btrim(s.hotel_name) = ''
-                   THEN 'hotel_name:is empty' END,
-               CASE WHEN s.hotel_city IS NULL OR btrim(s.hotel_city) = ''
-                   THEN 'hotel_city:is empty' END,
-               CASE WHEN s.hotel_country IS NULL OR btrim(s.hotel_country) = ''
-                   THEN 'hotel_country:is empty' END,
-               CASE WHEN s.hotel_phone IS NULL OR btrim(s.hotel_phone) = ''
-                   THEN 'hotel_phone:is empty' END,
-               CASE
-                   WHEN s.hotel_star_rating IS NULL OR btrim(s.hotel_star_rating) = ''
-                       THEN 'hotel_star_rating:is empty'
-                   WHEN NOT pg_input_is_valid(s.hotel_star_rating, 'smallint')
-                       THEN 'hotel_star_rating:is not an integer'
-                   WHEN s.hotel_star_rating::smallint NOT BETWEEN 1 AND 5
-                       THEN 'hotel_star_rating:must be from 1 to 5'
-               END,
-               CASE WHEN s.room_type IS NULL OR btrim(s.room_type) = ''
-                   THEN 'room_type:is empty' END,
-               CASE
-                   WHEN s.price_per_night IS NULL OR btrim(s.price_per_night) = ''
-                       THEN 'price_per_night:is empty'
-                   WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric') OR s.price_per_night::numeric = 'NaN'
-                       THEN 'price_per_night:is not a decimal number'
-                   WHEN s.price_per_night::numeric <= 0
-                       THEN 'price_per_night:must be greater than 0'
-                   WHEN min_scale(s.price_per_night::numeric) > 2
-                       THEN 'price_per_night:has more than 2 decimal places'
-                   WHEN NOT pg_input_is_valid(s.price_per_night, 'numeric(10,2)')
-                       THEN 'price_per_night:is too large (at most 99999999.99)'
-               END,
-               CASE
-                   WHEN s.original_price IS NULL OR btrim(s.original_price) = ''
-                       THEN 'original_price:is empty'
-                   WHEN NOT pg_input_is_valid(s.original_price, 'numeric') OR s.original_price::numeric = 'NaN'
-                       THEN 'original_price:is not a decimal number'
-                   WHEN s.original_price::numeric <= 0
-                       THEN 'original_price:must be greater than 0'
-                   WHEN min_scale(s.original_price::numeric) > 2
-                       THEN 'original_price:has more than 2 decimal places'
-                   WHEN NOT pg_input_is_valid(s.original_price, 'numeric(10,2)')
-                       THEN 'original_price:is too large (at most 99999999.99)'
-               END,
-               CASE
-                   WHEN s.discount_percent IS NULL OR btrim(s.discount_percent) = ''
-                       THEN 'discount_percent:is empty'
-                   WHEN NOT pg_input_is_valid(s.discount_percent, 'numeric') OR s.discount_percent::numeric = 'NaN'
-                       THEN 'discount_percent:is not a decimal number'
-                   WHEN s.discount_percent::numeric NOT BETWEEN 0 AND 100
-                       THEN 'discount_percent:must be from 0 to 100'
-               END,
-               CASE
-                   WHEN s.checkin_date IS NULL OR btrim(s.checkin_date) = ''
-                       THEN 'checkin_date:is empty'
-                   WHEN (s.checkin_date NOT LIKE '____-__-__' AND btrim(s.checkin_date) NOT LIKE '____-__-__')
-                        OR NOT pg_input_is_valid(s.checkin_date, 'date')
-                       THEN 'checkin_date:is not a date in YYYY-MM-DD form'
-               END,
-               CASE
-                   WHEN s.checkout_date IS NULL OR btrim(s.checkout_date) = ''
-                       THEN 'checkout_date:is empty'
-                   WHEN (s.checkout_date NOT LIKE '____-__-__' AND btrim(s.checkout_date) NOT LIKE '____-__-__')
-                        OR NOT pg_input_is_valid(s.checkout_date, 'date')
-                       THEN 'checkout_date:is not a date in YYYY-MM-DD form'
-                   WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
-                        AND pg_input_is_valid(s.checkin_date, 'date')
-                        AND s.checkout_date::date <= s.checkin_date::date
-                       THEN 'checkout_date:must be later than checkin_date'
-               END,
-               CASE
-                   WHEN s.is_available IS NULL OR btrim(s.is_available) = ''
-                       THEN 'is_available:is empty'
-                   WHEN lower(btrim(s.is_available)) NOT IN ('true', 'false', 't', 'f', '1', '0', 'yes', 'no')
-                       THEN 'is_available:is not one of true/false, t/f, 1/0, yes/no'
-               END,
-               CASE
-                   WHEN s.created_at IS NULL OR btrim(s.created_at) = ''
-                       THEN 'created_at:is empty'
-                   WHEN (s.created_at NOT LIKE '____-__-__%' AND btrim(s.created_at) NOT LIKE '____-__-__%')
-                        OR NOT pg_input_is_valid(s.created_at, 'timestamptz')
-                       THEN 'created_at:is not an ISO 8601 timestamp'
-               END
-           ], NULL) AS problems
+    SELECT s.*
     FROM load_rows AS r
     JOIN load_staging AS s ON s.record = r.record
     WHERE NOT r.ok
     OFFSET 0  -- a fence: the problems are worked out for these records only
 ) AS b
-CROSS JOIN LATERAL unnest(b.problems) WITH ORDINALITY AS p(problem, ord)
-WHERE cardinality(b.problems) > 0
+CROSS JOIN LATERAL (VALUES
+    (1, 'deal_id', b.deal_id, 'id'),
+    (2, 'hotel_name', b.hotel_name, 'text'),
+    (3, 'hotel_city', b.hotel_city, 'text'),
+    (4, 'hotel_country', b.hotel_country, 'text'),
+    (5, 'hotel_phone', b.hotel_phone, 'text'),
+    (6, 'hotel_star_rating', b.hotel_star_rating, 'stars'),
+    (7, 'room_type', b.room_type, 'text'),
+    (8, 'price_per_night', b.price_per_night, 'money'),
+    (9, 'original_price', b.original_price, 'money'),
+    (10, 'discount_percent', b.discount_percent, 'percent'),
+    (11, 'checkin_date', b.checkin_date, 'date'),
+    (12, 'checkout_date', b.checkout_date, 'checkout'),
+    (13, 'is_available', b.is_available, 'boolean'),
+    (14, 'created_at', b.created_at, 'timestamp')
+) AS c(pos, col, value, kind)
+CROSS JOIN LATERAL (
+    SELECT CASE
+        WHEN c.value IS NULL OR btrim(c.value) = '' THEN 'is empty'
+        WHEN c.kind = 'id' THEN CASE
+            WHEN NOT pg_input_is_valid(c.value, 'bigint') THEN 'is not an integer'
+            WHEN c.value::bigint <= 0 THEN 'must be greater than 0'
+        END
+        WHEN c.kind = 'stars' THEN CASE
+            WHEN NOT pg_input_is_valid(c.value, 'smallint') THEN 'is not an integer'
+            WHEN c.value::smallint NOT BETWEEN 1 AND 5 THEN 'must be from 1 to 5'
+        END
+        WHEN c.kind IN ('money', 'percent')
+             AND (NOT pg_input_is_valid(c.value, 'numeric') OR c.value::numeric = 'NaN')
+            THEN 'is not a decimal number'
+        WHEN c.kind = 'money' THEN CASE
+            WHEN c.value::numeric <= 0 THEN 'must be greater than 0'
+            WHEN min_scale(c.value::numeric) > 2 THEN 'has more than 2 decimal places'
+            WHEN NOT pg_input_is_valid(c.value, 'numeric(10,2)')
+                THEN 'is too large (at most 99999999.99)'
+        END
+        WHEN c.kind = 'percent' THEN CASE
+            WHEN c.value::numeric NOT BETWEEN 0 AND 100 THEN 'must be from 0 to 100'
+        END
+        WHEN c.kind IN ('date', 'checkout') THEN CASE
+            WHEN (c.value NOT LIKE '____-__-__' AND btrim(c.value) NOT LIKE '____-__-__')
+                 OR NOT pg_input_is_valid(c.value, 'date')
+                THEN 'is not a date in YYYY-MM-DD form'
+            WHEN c.kind = 'checkout'
+                 AND (b.checkin_date LIKE '____-__-__' OR btrim(b.checkin_date) LIKE '____-__-__')
+                 AND pg_input_is_valid(b.checkin_date, 'date')
+                 AND c.value::date <= b.checkin_date::date
+                THEN 'must be later than checkin_date'
+        END
+        WHEN c.kind = 'boolean'
+             AND lower(btrim(c.value)) NOT IN ('true', 'false', 't', 'f', '1', '0', 'yes', 'no')
+            THEN 'is not one of true/false, t/f, 1/0, yes/no'
+        WHEN c.kind = 'timestamp'
+             AND ((c.value NOT LIKE '____-__-__%' AND btrim(c.value) NOT LIKE '____-__-__%')
+                  OR NOT pg_input_is_valid(c.value, 'timestamptz'))
+            THEN 'is not an ISO 8601 timestamp'
+    END AS reason
+) AS p
+WHERE p.reason IS NOT NULL
 
 -- name: count_unexplained_rows :val
 -- Records insert_typed_rows found not ok but find_bad_values gave no reason:

@@ -84,10 +84,7 @@ def test_deals_load_imports_no_web_stack() -> None:
         "{'litestar', 'uvicorn', 'redis', 'jwt'})\n"
         "print(','.join(heavy))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == ""
+    assert printed_by_a_fresh_python(code) == ""
 
 
 def test_the_deals_parser_imports_no_other_commands_work() -> None:
@@ -100,10 +97,15 @@ def test_the_deals_parser_imports_no_other_commands_work() -> None:
         "print(','.join(m for m in ('service.embedded', 'service.load.generator') "
         "if m in sys.modules))\n"
     )
+    assert printed_by_a_fresh_python(code) == ""
+
+
+def printed_by_a_fresh_python(code: str) -> str:
+    """What `code` prints in a new interpreter: one whose sys.modules this suite has not filled."""
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.strip() == ""
+    return done.stdout.strip()
 
 
 def test_the_token_help_names_every_scope() -> None:

@@ -1,5 +1,10 @@
 """One typed function per query of sql/load.sql, in the order a load runs them.
 
+A query that takes only the connection and returns what its kind returns
+(:exec nothing, :execrows the row count, :val a Flag's bool or a Count's int)
+is its own function: the lowercase statement object below; the others get a
+wrapper that names and types their arguments and results.
+
 The loader's work tables are TEMP tables created inside the load's
 transaction (ON COMMIT DROP); create_work_tables() makes them, which is also
 what a test needs before it can prepare the queries that read them.
@@ -13,11 +18,28 @@ import msgspec
 
 from service.db.catalogue import Connection, Exec, ExecRows, Many, One, Value
 
+
+class Flag(Value):
+    """A :val query whose value is a boolean."""
+
+    async def __call__(self, conn: Connection, *args: Any) -> bool:
+        flag: bool = await super().__call__(conn, *args)
+        return flag
+
+
+class Count(Value):
+    """A :val query whose value is a number of rows."""
+
+    async def __call__(self, conn: Connection, *args: Any) -> int:
+        count: int = await super().__call__(conn, *args)
+        return count
+
+
 CONFIGURE_LOAD = Exec("configure_load")
-TRY_LOAD_LOCK = Value("try_load_lock")
-WAIT_LOAD_LOCK = Exec("wait_load_lock")
+try_load_lock = Flag("try_load_lock")
+wait_load_lock = Exec("wait_load_lock")
 SET_LOCK_TIMEOUT = Exec("set_lock_timeout")
-DEALS_EXIST = Value("deals_exist")
+deals_exist = Flag("deals_exist")
 CREATE_WORK_TABLES = tuple(
     Exec(name)
     for name in (
@@ -33,40 +55,45 @@ CREATE_WORK_TABLES = tuple(
         "create_load_events",
     )
 )
-INSERT_TYPED_ROWS = ExecRows("insert_typed_rows")
-FIND_BAD_VALUES = ExecRows("find_bad_values")
-COUNT_UNEXPLAINED_ROWS = Value("count_unexplained_rows")
-FIND_DUPLICATE_DEAL_IDS = ExecRows("find_duplicate_deal_ids")
-DROP_REJECTED_ROWS = ExecRows("drop_rejected_rows")
+insert_typed_rows = ExecRows("insert_typed_rows")
+find_bad_values = ExecRows("find_bad_values")
+count_unexplained_rows = Count("count_unexplained_rows")
+find_duplicate_deal_ids = ExecRows("find_duplicate_deal_ids")
+drop_rejected_rows = ExecRows("drop_rejected_rows")
 RESOLVE_HOTELS = One("resolve_hotels")
 FIND_HOTEL_CONFLICTS = Many("find_hotel_conflicts")
 REJECT_PHONES = ExecRows("reject_phones")
-UPDATE_HOTELS = ExecRows("update_hotels")
-INSERT_HOTELS = ExecRows("insert_hotels")
-INSERT_LOAD_LINKS = ExecRows("insert_load_links")
-INSERT_CATEGORIES = ExecRows("insert_categories")
-MAY_SKIP_ROW_TRIGGERS = Value("may_skip_row_triggers")
-LOCK_REFERENCED_ROWS = Value("lock_referenced_rows")
-SKIP_ROW_TRIGGERS = Exec("skip_row_triggers")
-MAY_DEFER_INDEXES = Value("may_defer_indexes")
-DROP_SECONDARY_INDEXES = Exec("drop_secondary_indexes")
-BUILD_DEFERRED_INDEXES = Exec("build_deferred_indexes")
-FIND_EXISTING_DEALS = ExecRows("find_existing_deals")
-FIND_CHANGED_CATEGORY_SETS = ExecRows("find_changed_category_sets")
-UPDATE_DEALS = ExecRows("update_deals")
-INSERT_DEALS = ExecRows("insert_deals")
-DELETE_STALE_LINKS = ExecRows("delete_stale_links")
-INSERT_NEW_LINKS = ExecRows("insert_new_links")
-INSERT_CHANGED_LINKS = ExecRows("insert_changed_links")
-BUILD_LOAD_EVENTS = ExecRows("build_load_events")
-DROP_WORK_TABLES = Exec("drop_work_tables")
-INSERT_LOAD_EVENTS = ExecRows("insert_load_events")
-COUNT_REJECTED = Value("count_rejected")
+update_hotels = ExecRows("update_hotels")
+insert_hotels = ExecRows("insert_hotels")
+insert_load_links = ExecRows("insert_load_links")
+insert_categories = ExecRows("insert_categories")
+may_skip_row_triggers = Flag("may_skip_row_triggers")
+lock_referenced_rows = Count("lock_referenced_rows")
+skip_row_triggers = Exec("skip_row_triggers")
+may_defer_indexes = Flag("may_defer_indexes")
+# A first load's: the secondary indexes of deals and deal_categories go until
+# build_deferred_indexes (their definitions kept in load_deferred_indexes).
+drop_secondary_indexes = Exec("drop_secondary_indexes")
+build_deferred_indexes = Exec("build_deferred_indexes")
+find_existing_deals = ExecRows("find_existing_deals")
+find_changed_category_sets = ExecRows("find_changed_category_sets")
+update_deals = ExecRows("update_deals")
+insert_deals = ExecRows("insert_deals")
+delete_stale_links = ExecRows("delete_stale_links")
+insert_new_links = ExecRows("insert_new_links")
+insert_changed_links = ExecRows("insert_changed_links")
+# The load's events into load_events (no lock yet): their number.
+build_load_events = ExecRows("build_load_events")
+# Every work table but load_events, before the feed's order lock is taken.
+drop_work_tables = Exec("drop_work_tables")
+# The load's events, its last write (it takes the feed's order lock to commit).
+insert_load_events = ExecRows("insert_load_events")
+count_rejected = Count("count_rejected")
 FIRST_PROBLEMS = Many("first_problems")
-COUNT_PROBLEMS = Value("count_problems")
+count_problems = Count("count_problems")
 REJECTED_RECORDS = Many("rejected_records")
 FIRST_REJECTED_RECORDS = Many("first_rejected_records")
-FLUSH_LOAD_STATISTICS = Exec("flush_load_statistics")
+flush_load_statistics = Exec("flush_load_statistics")
 VACUUM_ANALYZE = {
     table: Exec(f"vacuum_analyze_{table}")
     for table in ("hotels", "deals", "categories", "deal_categories")
@@ -106,48 +133,13 @@ async def configure_load(conn: Connection, *, work_mem: str) -> None:
     await CONFIGURE_LOAD(conn, work_mem)
 
 
-async def try_load_lock(conn: Connection) -> bool:
-    taken: bool = await TRY_LOAD_LOCK(conn)
-    return taken
-
-
-async def wait_load_lock(conn: Connection) -> None:
-    await WAIT_LOAD_LOCK(conn)
-
-
 async def set_lock_timeout(conn: Connection, *, lock_timeout: str) -> None:
     await SET_LOCK_TIMEOUT(conn, lock_timeout)
-
-
-async def deals_exist(conn: Connection) -> bool:
-    exist: bool = await DEALS_EXIST(conn)
-    return exist
 
 
 async def create_work_tables(conn: Connection) -> None:
     for query in CREATE_WORK_TABLES:
         await query(conn)
-
-
-async def insert_typed_rows(conn: Connection) -> int:
-    return await INSERT_TYPED_ROWS(conn)
-
-
-async def find_bad_values(conn: Connection) -> int:
-    return await FIND_BAD_VALUES(conn)
-
-
-async def find_duplicate_deal_ids(conn: Connection) -> int:
-    return await FIND_DUPLICATE_DEAL_IDS(conn)
-
-
-async def count_unexplained_rows(conn: Connection) -> int:
-    count: int = await COUNT_UNEXPLAINED_ROWS(conn)
-    return count
-
-
-async def drop_rejected_rows(conn: Connection) -> int:
-    return await DROP_REJECTED_ROWS(conn)
 
 
 async def resolve_hotels(conn: Connection) -> tuple[int, int]:
@@ -166,110 +158,12 @@ async def reject_phones(conn: Connection, *, phones: list[str], reasons: list[st
     return await REJECT_PHONES(conn, phones, reasons)
 
 
-async def update_hotels(conn: Connection) -> int:
-    return await UPDATE_HOTELS(conn)
-
-
-async def insert_hotels(conn: Connection) -> int:
-    return await INSERT_HOTELS(conn)
-
-
-async def insert_load_links(conn: Connection) -> int:
-    return await INSERT_LOAD_LINKS(conn)
-
-
-async def insert_categories(conn: Connection) -> int:
-    return await INSERT_CATEGORIES(conn)
-
-
-async def may_skip_row_triggers(conn: Connection) -> bool:
-    may: bool = await MAY_SKIP_ROW_TRIGGERS(conn)
-    return may
-
-
-async def lock_referenced_rows(conn: Connection) -> int:
-    locked: int = await LOCK_REFERENCED_ROWS(conn)
-    return locked
-
-
-async def skip_row_triggers(conn: Connection) -> None:
-    await SKIP_ROW_TRIGGERS(conn)
-
-
-async def may_defer_indexes(conn: Connection) -> bool:
-    may: bool = await MAY_DEFER_INDEXES(conn)
-    return may
-
-
-async def drop_secondary_indexes(conn: Connection) -> None:
-    """A first load's: the secondary indexes of deals and deal_categories go until
-    build_deferred_indexes (their definitions kept in load_deferred_indexes)."""
-    await DROP_SECONDARY_INDEXES(conn)
-
-
-async def build_deferred_indexes(conn: Connection) -> None:
-    await BUILD_DEFERRED_INDEXES(conn)
-
-
-async def find_existing_deals(conn: Connection) -> int:
-    return await FIND_EXISTING_DEALS(conn)
-
-
-async def find_changed_category_sets(conn: Connection) -> int:
-    return await FIND_CHANGED_CATEGORY_SETS(conn)
-
-
-async def update_deals(conn: Connection) -> int:
-    return await UPDATE_DEALS(conn)
-
-
-async def insert_deals(conn: Connection) -> int:
-    return await INSERT_DEALS(conn)
-
-
-async def delete_stale_links(conn: Connection) -> int:
-    return await DELETE_STALE_LINKS(conn)
-
-
-async def insert_new_links(conn: Connection) -> int:
-    return await INSERT_NEW_LINKS(conn)
-
-
-async def insert_changed_links(conn: Connection) -> int:
-    return await INSERT_CHANGED_LINKS(conn)
-
-
-async def build_load_events(conn: Connection) -> int:
-    """The load's events into load_events (no lock yet): their number."""
-    return await BUILD_LOAD_EVENTS(conn)
-
-
-async def drop_work_tables(conn: Connection) -> None:
-    """Every work table but load_events, before the feed's order lock is taken."""
-    await DROP_WORK_TABLES(conn)
-
-
-async def insert_load_events(conn: Connection) -> int:
-    """The load's events, its last write (it takes the feed's order lock to commit)."""
-    return await INSERT_LOAD_EVENTS(conn)
-
-
-async def count_rejected(conn: Connection) -> int:
-    count: int = await COUNT_REJECTED(conn)
-    return count
-
-
 async def first_problems(conn: Connection, *, limit: int) -> list[Problem]:
     rows = await FIRST_PROBLEMS(conn, limit)
     return [
         Problem(record=r["record"], column=r["col"], value=r["value"], reason=r["reason"])
         for r in rows
     ]
-
-
-async def count_problems(conn: Connection) -> int:
-    count: int = await COUNT_PROBLEMS(conn)
-    return count
 
 
 def rejected_records(conn: Connection, *, prefetch: int = 2000) -> Any:
@@ -280,10 +174,6 @@ def rejected_records(conn: Connection, *, prefetch: int = 2000) -> Any:
 async def first_rejected_records(conn: Connection, *, limit: int) -> list[RejectedRecord]:
     rows = await FIRST_REJECTED_RECORDS(conn, limit)
     return [RejectedRecord(record=r["record"], reasons=r["reasons"]) for r in rows]
-
-
-async def flush_load_statistics(conn: Connection) -> None:
-    await FLUSH_LOAD_STATISTICS(conn)
 
 
 async def vacuum_analyze(conn: Connection, *, table: str) -> None:

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import msgspec
 
@@ -120,7 +120,22 @@ def progress_for(path: Path, stream: IO[str] = sys.stderr) -> Progress:
     return Progress()
 
 
-class RecordScanner:
+class OpenFile:
+    """A reader or writer of one open file: close() closes it, so does a with block's end."""
+
+    file: IO[Any]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecordScanner(OpenFile):
     """Walks the file once, forwards: where each asked-for record starts, and its fields.
 
     Record 1 is the first data record after the header; a line is the
@@ -147,15 +162,6 @@ class RecordScanner:
                 self.consumed = self.reader.line_num
             if self.record == target:
                 yield target, *self.last
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> RecordScanner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def unclosed_quote_line(path: Path, chunk_size: int = 1 << 20) -> int | None:

@@ -15,7 +15,7 @@ from typing import IO
 import asyncpg
 
 from service.load.errors import MalformedFile, TooLarge, UsageError
-from service.load.report import Progress, first_bad_byte, unclosed_quote_line
+from service.load.report import OpenFile, Progress, first_bad_byte, unclosed_quote_line
 
 # The deals CSV's columns (shared/spec/deals-csv.md), in the order upstream writes them;
 # the loader finds them by name, in any order.
@@ -41,7 +41,7 @@ BOM = b"\xef\xbb\xbf"
 STAGING_TABLE = "load_staging"
 
 
-class Source:
+class Source(OpenFile):
     """The CSV file opened for streaming: header parsed, BOM stripped, data bytes to follow.
 
     label names it in messages; path is a file holding every byte of it, read
@@ -73,15 +73,6 @@ class Source:
             progress.advance(len(data), data.count(b"\n"))
             yield data
             data = self.file.read(CHUNK)
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def has_data_after_header(head: bytes) -> bool:
@@ -118,7 +109,7 @@ def read_header(label: str, head: bytes, more: bytes) -> tuple[list[str], bytes]
     return names, rest + more
 
 
-class BodySource:
+class BodySource(OpenFile):
     """A request body as the loader's source: streamed into COPY as it arrives.
 
     Every byte also goes to a temporary file (spool), on disk, never held in
@@ -186,9 +177,6 @@ class BodySource:
             yield data
             data = await self._next()
         self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def check_columns(label: str, names: list[str]) -> None:
