@@ -24,7 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.db.replicas import lag_seconds
+from service.db.replicas import CHECK_EVERY, lag_seconds
 from service.settings import Settings, database_address
 from tests.client import assert_invalid
 from tests.inloop import app_and_client, database_of
@@ -344,9 +344,13 @@ async def test_an_idle_primary_with_a_caught_up_replica_reports_no_lag(
             for _ in range(3):  # three checks apart
                 lags.append((await replica_entry(client))["lag_seconds"])
                 await asyncio.sleep(1.0)
-            assert lags == [0.0, 0.0, 0.0]
+            # The standby replays the whole test cluster, which another xdist worker may
+            # write to between two checks: the replica is then honestly behind, by at most
+            # one check (CHECK_EVERY). Timestamps alone would say 2 s or more, and growing.
+            assert all(lag <= CHECK_EVERY for lag in lags), lags
             lag, up = await gauges(client, database_address(replica_url))
-            assert (lag, up) == (0.0, 1.0)
+            assert lag <= CHECK_EVERY
+            assert up == 1.0
     finally:
         await replica.close()
 
