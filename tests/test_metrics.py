@@ -278,6 +278,30 @@ def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path
     assert by_path["/nowhere"]["route"] == "unmatched"
 
 
+def test_the_access_line_counts_the_statements_with_metrics_off(
+    database_url: str, tmp_path: Path
+) -> None:
+    """METRICS=false keeps the access line's queries and db_ms (and Server-Timing's db)
+    true: the statements are counted whenever a request is measured at all. A server of
+    its own, since the statement observer is registered once per process."""
+    log = tmp_path / "server.log"
+    with serving(database_url, log, LOG_FORMAT="json", METRICS="false") as server:
+        with urllib.request.urlopen(f"{server.base}/deals?limit=2", timeout=10) as answer:
+            assert answer.status == 200
+            db_timing = answer.headers["server-timing"].split(", ")[0]
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    [page] = [
+        line
+        for line in lines
+        if line["logger"] == "service.access" and line["path"] == "/deals?limit=2"
+    ]
+    assert page["queries"] == 2
+    assert page["db_ms"] > 0
+    assert float(db_timing.removeprefix("db;dur=")) > 0
+
+
 async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
     """Requests that end together are recorded after them, their lines in one write."""
     from service import logs

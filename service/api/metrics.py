@@ -394,7 +394,9 @@ def pool_gauges(db: Database) -> AbstractAsyncContextManager[None]:
 
 def instrument(app: Litestar, *, metrics: bool, access_log: bool) -> None:
     """Wrap the whole app (routing and errors included) in the measures it asks for."""
-    if metrics:
-        observe_queries(observe_query)
     if metrics or access_log:
+        # the access line's queries and db_ms, and Server-Timing's db, need the statements
+        # counted even with METRICS=false (observe_query then also feeds histograms that
+        # no /metrics exposes: a few hundred nanoseconds)
+        observe_queries(observe_query)
         app.asgi_handler = Measured(app.asgi_handler, metrics=metrics, access_log=access_log)
