@@ -42,25 +42,20 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+# An access line's fields after its time, in this order (ACCESS_FIELDS).
+AccessFields = tuple[str, str, str, str, int, float, float, int]
+ACCESS_FIELDS = (
+    "request_id", "method", "route", "path", "status", "duration_ms", "db_ms", "queries",
+)  # fmt: skip
+
+
 class LineFormatter(logging.Formatter):
     """A formatter that can also write a plain line (no exception) without a LogRecord."""
 
     def line(self, created: float, level: str, logger: str, message: str, extra: Any) -> str:
         raise NotImplementedError
 
-    def access_line(
-        self,
-        created: float,
-        logger: str,
-        request_id: str,
-        method: str,
-        route: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        db_ms: float,
-        queries: int,
-    ) -> str:
+    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
         """line() of an access line (INFO, the message `method path status`, its fields in
         ACCESS_FIELDS' order), written without building its fields' dict."""
         raise NotImplementedError
@@ -81,19 +76,8 @@ class JsonFormatter(LineFormatter):
             }
         ).decode()
 
-    def access_line(
-        self,
-        created: float,
-        logger: str,
-        request_id: str,
-        method: str,
-        route: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        db_ms: float,
-        queries: int,
-    ) -> str:
+    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
+        request_id, method, route, path, status, duration_ms, db_ms, queries = fields
         return _encode(
             {
                 "ts": _json_time(created),
@@ -141,19 +125,8 @@ class TextFormatter(LineFormatter):
             return text
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
-    def access_line(
-        self,
-        created: float,
-        logger: str,
-        request_id: str,
-        method: str,
-        route: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        db_ms: float,
-        queries: int,
-    ) -> str:
+    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
+        request_id, method, route, path, status, duration_ms, db_ms, queries = fields
         return (
             f"{_text_time(created)} INFO {logger} {method} {path} {status} "
             f"request_id={request_id} method={method} route={route} path={path} "
@@ -215,65 +188,17 @@ def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None
     return handler
 
 
-def emit(
-    logger: logging.Logger, message: str, args: tuple[Any, ...], extra: dict[str, Any]
-) -> None:
-    """logger.info(message, *args, extra=extra), for a line written on every request.
-
-    With `configure`'s set-up the line is formatted and written here, as its
-    handler would (its lock, its stream, its flush); otherwise through logging.
-    """
-    if not logger.isEnabledFor(logging.INFO):
-        return
-    handler = _direct_handler(logger)
-    if handler is None or handler.level > logging.INFO:
-        # makeRecord + handle is what logger.info() does, less findCaller's walk up
-        # the stack for a file and line that no log line prints
-        record = logger.makeRecord(
-            logger.name, logging.INFO, __file__, 0, message, args, None, extra=extra
-        )
-        logger.handle(record)
-        return
-    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
-    line = formatter.line(time.time(), "INFO", logger.name, message % args, extra)
-    handler.acquire()
-    try:
-        stream = handler.stream
-        stream.write(line + handler.terminator)
-        stream.flush()
-    except Exception:
-        handler.handleError(
-            logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
-        )
-    finally:
-        handler.release()
-
-
-# An access line's fields after its time: request_id, method, route, path, status,
-# duration_ms, db_ms, queries.
-AccessFields = tuple[str, str, str, str, int, float, float, int]
-
-
-def access_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
-    """The handler access lines of `logger` are written to directly (write_access_lines),
-    or None when they must go through logging (emit): another set-up, or INFO disabled."""
-    if not logger.isEnabledFor(logging.INFO):
-        return None
+def _info_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The handler an INFO line of `logger` is written to directly (configure's set-up),
+    or None when it must go through logging: another set-up, or a handler above INFO."""
     handler = _direct_handler(logger)
     if handler is None or handler.level > logging.INFO:
         return None
     return handler
 
 
-def write_access_lines(
-    handler: logging.StreamHandler[Any], logger: str, lines: list[tuple[float, AccessFields]]
-) -> None:
-    """Access lines (their time, their fields) formatted and written in one write, as the
-    handler would write each (its lock, its stream, its flush)."""
-    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
-    line = formatter.access_line
-    terminator = handler.terminator
-    text = "".join([line(created, logger, *fields) + terminator for created, fields in lines])
+def _write(handler: logging.StreamHandler[Any], text: str, logger: str) -> None:
+    """Write `text` as the handler writes a line (its lock, its stream, its flush)."""
     handler.acquire()
     try:
         stream = handler.stream
@@ -285,40 +210,57 @@ def write_access_lines(
         handler.release()
 
 
-def emit_access(
-    logger: logging.Logger,
-    request_id: str,
-    method: str,
-    route: str,
-    path: str,
-    status: int,
-    duration_ms: float,
-    db_ms: float,
-    queries: int,
+def emit(
+    logger: logging.Logger, message: str, args: tuple[Any, ...], extra: dict[str, Any]
 ) -> None:
+    """logger.info(message, *args, extra=extra), for a line written on every request.
+
+    With `configure`'s set-up the line is formatted and written here, as its
+    handler would; otherwise through logging.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _info_handler(logger)
+    if handler is None:
+        # makeRecord + handle is what logger.info() does, less findCaller's walk up
+        # the stack for a file and line that no log line prints
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, message, args, None, extra=extra
+        )
+        logger.handle(record)
+        return
+    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.line(time.time(), "INFO", logger.name, message % args, extra)
+    _write(handler, line + handler.terminator, logger.name)
+
+
+def access_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The handler access lines of `logger` are written to directly (write_access_lines),
+    or None when they must go through logging (emit): another set-up, or INFO disabled."""
+    return _info_handler(logger) if logger.isEnabledFor(logging.INFO) else None
+
+
+def write_access_lines(
+    handler: logging.StreamHandler[Any], logger: str, lines: list[tuple[float, AccessFields]]
+) -> None:
+    """Access lines (their time, their fields) formatted and written in one write."""
+    formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.access_line
+    terminator = handler.terminator
+    text = "".join([line(at, logger, fields) + terminator for at, fields in lines])
+    _write(handler, text, logger)
+
+
+def emit_access(logger: logging.Logger, fields: AccessFields) -> None:
     """The access line of a request: what emit() writes for it (message `method path
-    status`, these fields as `extra`), formatted in one step when the set-up is
+    status`, the fields as `extra`), formatted in one step when the set-up is
     configure()'s, through emit() otherwise."""
-    fields = (request_id, method, route, path, status, duration_ms, db_ms, queries)
     handler = access_handler(logger)
     if handler is not None:
         write_access_lines(handler, logger.name, [(time.time(), fields)])
         return
-    emit(
-        logger,
-        "%s %s %s",
-        (method, path, status),
-        {
-            "request_id": request_id,
-            "method": method,
-            "route": route,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "db_ms": db_ms,
-            "queries": queries,
-        },
-    )
+    _request_id, method, _route, path, status, *_timing = fields
+    emit(logger, "%s %s %s", (method, path, status), dict(zip(ACCESS_FIELDS, fields, strict=True)))
 
 
 def config(settings: Settings) -> dict[str, Any]:

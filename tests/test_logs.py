@@ -24,6 +24,8 @@ EXTRA = {
     "db_ms": 0.5,
     "queries": 1,
 }
+# EXTRA as the access line's fields tuple
+ACCESS: logs.AccessFields = tuple(EXTRA[k] for k in logs.ACCESS_FIELDS)  # type: ignore[assignment]
 # a whole second, just before and after one, and an ordinary instant
 INSTANTS = [1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0004, 1_764_000_123.456789]
 
@@ -56,9 +58,7 @@ def test_an_access_line_is_what_format_writes(
     formatter: logs.LineFormatter, created: float
 ) -> None:
     expected = formatter.format(record(created, EXTRA))
-    fields = [EXTRA[k] for k in ("request_id", "method", "route", "path", "status")]
-    timing = [EXTRA[k] for k in ("duration_ms", "db_ms", "queries")]
-    line = formatter.access_line(created, "service.access", *fields, *timing)  # type: ignore[arg-type]
+    line = formatter.access_line(created, "service.access", ACCESS)
     assert line == expected
 
 
@@ -92,6 +92,23 @@ def alone() -> Iterator[logging.Handler]:
         root.handlers[:] = during_test
 
 
+@contextlib.contextmanager
+def caught_on(logger: logging.Logger) -> Iterator[list[logging.LogRecord]]:
+    """Another handler on `logger` while the block runs: the records it gets."""
+    caught: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record)
+
+    catch = Catch()
+    logger.addHandler(catch)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(catch)
+
+
 def test_emit_writes_the_line_logging_would(configured: tuple[str, io.StringIO]) -> None:
     log_format, stream = configured
     access = logging.getLogger("service.access")
@@ -117,10 +134,8 @@ def test_emit_writes_the_line_logging_would(configured: tuple[str, io.StringIO])
 def test_emit_access_writes_the_line_emit_would(configured: tuple[str, io.StringIO]) -> None:
     log_format, stream = configured
     access = logging.getLogger("service.access")
-    fields = [EXTRA[k] for k in ("request_id", "method", "route", "path", "status")]
-    timing = [EXTRA[k] for k in ("duration_ms", "db_ms", "queries")]
     with alone():
-        logs.emit_access(access, *fields, *timing)  # type: ignore[arg-type]
+        logs.emit_access(access, ACCESS)
         logs.emit(access, "%s %s %s", ("GET", "/deals/7?x=1", 200), EXTRA)
     direct, through_emit = stream.getvalue().splitlines()
     if log_format == "json":
@@ -137,19 +152,8 @@ def test_emit_access_goes_through_logging_to_another_handler(
     configured: tuple[str, io.StringIO],
 ) -> None:
     access = logging.getLogger("service.access")
-    caught: list[logging.LogRecord] = []
-
-    class Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            caught.append(record)
-
-    catch = Catch()
-    with alone():
-        access.addHandler(catch)
-        try:
-            logs.emit_access(access, "r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2)
-        finally:
-            access.removeHandler(catch)
+    with alone(), caught_on(access) as caught:
+        logs.emit_access(access, ("r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2))
     [line] = caught
     assert line.getMessage() == "GET /deals?limit=3 200"
     assert {k: getattr(line, k) for k in EXTRA} == {
@@ -169,20 +173,10 @@ def test_another_handler_or_a_filter_gets_the_line_through_logging(
 ) -> None:
     _format, stream = configured
     access = logging.getLogger("service.access")
-    caught: list[logging.LogRecord] = []
-
-    class Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            caught.append(record)
-
-    catch = Catch()
     with alone():
-        access.addHandler(catch)
-        try:
+        with caught_on(access) as caught:
             assert logs._direct_handler(access) is None
             logs.emit(access, "%s %s %s", ("GET", "/x", 404), {"status": 404})
-        finally:
-            access.removeHandler(catch)
         [line] = caught
         assert (line.getMessage(), line.status) == ("GET /x 404", 404)  # type: ignore[attr-defined]
         assert len(stream.getvalue().splitlines()) == 1  # and the root handler still wrote it

@@ -299,8 +299,8 @@ class Measured:
                 if query:
                     path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
                 emit_access(
-                    access, rid, method, route, path, status, round(seconds * 1000, 2),
-                    round(measures.db_seconds * 1000, 2), measures.queries,
+                    access, (rid, method, route, path, status, round(seconds * 1000, 2),
+                    round(measures.db_seconds * 1000, 2), measures.queries),
                 )  # fmt: skip
         if not self.metrics and handler is None:
             observe_statements(measures)
