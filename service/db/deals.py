@@ -157,10 +157,10 @@ async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
     """How many deals match, live (what deal_totals cannot answer: service/db/stats.py):
     a price range alone or a category alone, the query of that shape; else with a
     category, the one that starts from its links."""
-    if filters == DealFilters(price_min=filters.price_min, price_max=filters.price_max):
+    if filters == NO_FILTERS or price_only(filters):
         in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, *price_bounds(filters))
         return in_range
-    if filters == DealFilters(category=filters.category):
+    if category_only(filters):
         in_category: int = await COUNT_CATEGORY_DEALS(conn, filters.category)
         return in_category
     query = COUNT_DEALS if filters.category is None else COUNT_DEALS_IN_CATEGORY
