@@ -28,30 +28,12 @@ import asyncpg
 
 from bench.common import embedded_server, loaded_database
 from service.db.catalogue import CATALOGUE
+from service.db.deals import DealFilters
 
 PAGE = 20
 NO_FILTERS: tuple[Any, ...] = (None, None, None, None, None, None)
 SEQ_SCAN_ON_DEALS = re.compile(r"Seq Scan on deals\s")
 EXECUTION_TIME = re.compile(r"Execution Time: ([\d.]+) ms")
-
-
-def filters(
-    city: str | None = None,
-    min_stars: int | None = None,
-    price_min: str | None = None,
-    price_max: str | None = None,
-    category: str | None = None,
-    is_available: bool | None = None,
-) -> tuple[Any, ...]:
-    """$1-$6 of the list and count queries, as DealFilters.args() binds them."""
-    return (
-        city,
-        min_stars,
-        Decimal(price_min) if price_min is not None else None,
-        Decimal(price_max) if price_max is not None else None,
-        category,
-        is_available,
-    )
 
 
 @dataclass
@@ -131,22 +113,24 @@ def list_shapes() -> list[Shape]:
         Shape("GET /deals?category=luxury (total, own)", "count_category_deals", ("luxury",)),
         # The general optional-filter queries, custom plans:
         *offset_page("GET /deals", by_id, NO_FILTERS),
-        *offset_page("GET /deals?city=Paris", by_id, filters(city="Paris"), no_seq_scan=True),
+        *offset_page(
+            "GET /deals?city=Paris", by_id, DealFilters(city="Paris").args(), no_seq_scan=True
+        ),
         *offset_page(
             "GET /deals?city=Paris&min_stars=3",
             by_id,
-            filters(city="Paris", min_stars=3),
+            DealFilters(city="Paris", min_stars=3).args(),
             no_seq_scan=True,
         ),
-        *offset_page("GET /deals?min_stars=3", by_id, filters(min_stars=3)),
+        *offset_page("GET /deals?min_stars=3", by_id, DealFilters(min_stars=3).args()),
         *offset_page(
             "GET /deals?price_min=100&price_max=150",
             by_id,
-            filters(price_min="100", price_max="150"),
+            DealFilters(price_min=Decimal(100), price_max=Decimal(150)).args(),
             no_seq_scan=True,
         ),
-        *offset_page("GET /deals?category=luxury", by_id, filters(category="luxury")),
-        *offset_page("GET /deals?is_available=true", by_id, filters(is_available=True)),
+        *offset_page("GET /deals?category=luxury", by_id, DealFilters(category="luxury").args()),
+        *offset_page("GET /deals?is_available=true", by_id, DealFilters(is_available=True).args()),
         *offset_page("GET /deals?sort=price", "list_deals_by_price", NO_FILTERS),
         *offset_page("GET /deals?sort=-price", "list_deals_by_price_desc", NO_FILTERS),
         *offset_page("GET /deals?sort=created_at", "list_deals_by_created_at", NO_FILTERS),
@@ -154,7 +138,13 @@ def list_shapes() -> list[Shape]:
         Shape(
             "GET /deals?sort=price&price_min=100&price_max=150",
             "list_deals_by_price",
-            (*filters(price_min="100", price_max="150"), None, None, PAGE, 0),
+            (
+                *DealFilters(price_min=Decimal(100), price_max=Decimal(150)).args(),
+                None,
+                None,
+                PAGE,
+                0,
+            ),
             no_seq_scan=True,
         ),
     ]

@@ -58,8 +58,8 @@ from service.api.params import (
     Skip,
     SortParam,
     UpstreamDealId,
+    deal_filters,
     invalid,
-    price_range,
 )
 from service.api.responses import DealCursorPage, DealPage
 from service.api.versions import (
@@ -101,15 +101,8 @@ S = TypeVar("S", DealCreate, DealPatch)
 
 async def total_deals(conn: Connection, count: CountMode, filters: DealFilters) -> int | None:
     if count == "exact":
-        if totals_answer(
-            price_min=filters.price_min, price_max=filters.price_max, category=filters.category
-        ):  # exact from deal_totals (migration 0010), in step with every write
-            return await count_deals_from_totals(
-                conn,
-                city=filters.city,
-                min_stars=filters.min_stars,
-                is_available=filters.is_available,
-            )
+        if totals_answer(filters):  # exact from deal_totals (migration 0010), in step
+            return await count_deals_from_totals(conn, filters)
         return await count_deals(conn, filters=filters)
     if count == "estimated":
         return await estimate_deals(conn, filters=filters)
@@ -209,15 +202,7 @@ class DealsController(Controller):
         costs the same however deep it is. With deal_id, the page holds the one
         deal with that upstream id, if it passes the other filters.
         """
-        low, high = price_range(price_min, price_max)
-        filters = DealFilters(
-            city=city,
-            min_stars=min_stars,
-            price_min=low,
-            price_max=high,
-            category=category,
-            is_available=is_available,
-        )
+        filters = deal_filters(city, min_stars, price_min, price_max, category, is_available)
         db: Database = state.db
         if deal_id is not None:
             if cursor is not None and skip:
@@ -243,8 +228,8 @@ class DealsController(Controller):
         digest = fingerprint(
             city.lower() if city is not None else None,
             min_stars,
-            low,
-            high,
+            filters.price_min,
+            filters.price_max,
             category.lower() if category is not None else None,
             is_available,
         )

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from litestar.params import Parameter
 
 from service.api.errors import Unprocessable
-from service.db.deals import Sort
+from service.db.deals import DealFilters, Sort
 from service.types import BIGINT_MAX, CATEGORY_NAME_MAX, CITY_MAX, INT_MAX, MONEY_PATTERN
 
 DEFAULT_LIMIT = 20
@@ -131,6 +131,20 @@ def invalid(field: str, message: str) -> Unprocessable:
         "the request is not valid",
         details=[{"field": field, "source": "query", "message": message}],
     )
+
+
+def deal_filters(
+    city: str | None,
+    min_stars: int | None,
+    price_min: str | None,
+    price_max: str | None,
+    category: str | None,
+    is_available: bool | None,
+) -> DealFilters:
+    """The filters of GET /deals and GET /deals/stats as the queries bind them, prices as
+    exact Decimals; 422 when price_min is above price_max."""
+    low, high = price_range(price_min, price_max)
+    return DealFilters(city, min_stars, low, high, category, is_available)
 
 
 def price_range(

@@ -35,7 +35,7 @@ from service.api.params import (
     MinStars,
     PriceMax,
     PriceMin,
-    price_range,
+    deal_filters,
 )
 from service.db.pool import Database
 from service.db.rows import CityStats
@@ -155,20 +155,13 @@ class StatsController(Controller):
         one, from the deals themselves. With STATS_CACHE_SECONDS above 0 the
         answer may be that old.
         """
-        low, high = price_range(price_min, price_max)
         name = category.lower() if category is not None else None
+        filters = deal_filters(None, min_stars, price_min, price_max, name, is_available)
         db: Database = state.db
 
         async def compute() -> Stats:
             async with db.connection() as conn:
-                return await deal_stats(
-                    conn,
-                    min_stars=min_stars,
-                    price_min=low,
-                    price_max=high,
-                    category=name,
-                    is_available=is_available,
-                )
+                return await deal_stats(conn, filters)
 
         cache: StatsCache = state.stats_cache
-        return await cache.get((min_stars, low, high, name, is_available), compute)
+        return await cache.get(filters.args()[1:], compute)

@@ -76,26 +76,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(with METRICS_TOKEN as a bearer token when set)",
     )
     parser.add_argument("--json", action="store_true", help="print the checks as one JSON object")
-    parser.add_argument(
-        "--max-queries",
-        type=float,
-        default=report.MAX_QUERIES_PER_REQUEST,
-        metavar="N",
-        help="n_plus_one fails a route above N statements per request on average "
-        "(default %(default)g)",
-    )
-    parser.add_argument(
-        "--idle-warn",
-        type=float,
-        default=report.IDLE_IN_TRANSACTION_WARN,
-        metavar="SECONDS",
-        help="pool warns of a session idle in transaction this long (default %(default)g)",
-    )
-    parser.add_argument(
-        "--idle-fail",
-        type=float,
-        default=report.IDLE_IN_TRANSACTION_FAIL,
-        metavar="SECONDS",
-        help="... and fails at this long (default %(default)g)",
-    )
+    thresholds = (  # (flag, default, metavar, what it sets)
+        ("--max-queries", report.MAX_QUERIES_PER_REQUEST, "N",
+         "n_plus_one fails a route above N statements per request on average"),
+        ("--idle-warn", report.IDLE_IN_TRANSACTION_WARN, "SECONDS",
+         "pool warns of a session idle in transaction this long"),
+        ("--idle-fail", report.IDLE_IN_TRANSACTION_FAIL, "SECONDS",
+         "... and fails at this long"),
+    )  # fmt: skip
+    for flag, default, metavar, what in thresholds:
+        parser.add_argument(
+            flag, type=float, default=default, metavar=metavar, help=f"{what} (default %(default)g)"
+        )
     parser.set_defaults(handler=cmd_doctor)

@@ -51,8 +51,9 @@ COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
 ESTIMATE_ALL_DEALS = Value("estimate_all_deals")
 
 
-class DealFilters(msgspec.Struct, frozen=True, kw_only=True):
-    """The deal list filters, in the $1-$6 order of the list and count queries."""
+class DealFilters(msgspec.Struct, frozen=True):
+    """The deal filters of GET /deals and GET /deals/stats (which has no city), in the
+    $1-$6 order of the list and count queries."""
 
     city: str | None = None
     min_stars: int | None = None

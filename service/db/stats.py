@@ -8,9 +8,8 @@ category needs the deals themselves (the live queries).
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from service.db.catalogue import Connection, Many, Record, Value
+from service.db.deals import DealFilters
 from service.db.rows import CityStats
 
 DEAL_STATS_BY_CITY = Many("deal_stats_by_city")
@@ -18,29 +17,24 @@ DEAL_STATS_FROM_TOTALS = Many("deal_stats_from_totals")
 COUNT_DEALS_FROM_TOTALS = Value("count_deals_from_totals")
 
 
-def totals_answer(
-    *, price_min: Decimal | None, price_max: Decimal | None, category: str | None
-) -> bool:
+def totals_answer(filters: DealFilters) -> bool:
     """Whether deal_totals can answer these filters (no price range, no category)."""
-    return price_min is None and price_max is None and category is None
+    return filters.price_min is None and filters.price_max is None and filters.category is None
 
 
 async def deal_stats(
-    conn: Connection,
-    *,
-    min_stars: int | None,
-    price_min: Decimal | None,
-    price_max: Decimal | None,
-    category: str | None,
-    is_available: bool | None,
-    live: bool = False,
+    conn: Connection, filters: DealFilters, *, live: bool = False
 ) -> list[CityStats]:
     """GET /deals/stats: from deal_totals where it can answer, else the live query
     (deal_stats_by_city); live=True asks the deals themselves whatever the filters
-    (the tests hold the two answers equal)."""
-    if not live and totals_answer(price_min=price_min, price_max=price_max, category=category):
-        return await deal_stats_from_totals(conn, min_stars=min_stars, is_available=is_available)
-    rows = await DEAL_STATS_BY_CITY(conn, min_stars, price_min, price_max, category, is_available)
+    (the tests hold the two answers equal). The answer is by city: filters.city is
+    not one of its filters."""
+    f = filters
+    if not live and totals_answer(f):
+        return city_stats(await DEAL_STATS_FROM_TOTALS(conn, f.min_stars, f.is_available))
+    rows = await DEAL_STATS_BY_CITY(
+        conn, f.min_stars, f.price_min, f.price_max, f.category, f.is_available
+    )
     return city_stats(rows)
 
 
@@ -51,15 +45,8 @@ def city_stats(rows: list[Record]) -> list[CityStats]:
     ]
 
 
-async def deal_stats_from_totals(
-    conn: Connection, *, min_stars: int | None, is_available: bool | None
-) -> list[CityStats]:
-    rows = await DEAL_STATS_FROM_TOTALS(conn, min_stars, is_available)
-    return city_stats(rows)
-
-
-async def count_deals_from_totals(
-    conn: Connection, *, city: str | None, min_stars: int | None, is_available: bool | None
-) -> int:
-    count: int = await COUNT_DEALS_FROM_TOTALS(conn, city, min_stars, is_available)
+async def count_deals_from_totals(conn: Connection, filters: DealFilters) -> int:
+    """The deals matching filters that totals_answer accepts, from deal_totals."""
+    f = filters
+    count: int = await COUNT_DEALS_FROM_TOTALS(conn, f.city, f.min_stars, f.is_available)
     return count
