@@ -55,6 +55,8 @@ CREATE_WORK_TABLES = tuple(
         "create_load_events",
     )
 )
+# Every value cast once; raises (asyncpg.DataError) when one does not parse.
+insert_cast_rows = ExecRows("insert_cast_rows")
 insert_typed_rows = ExecRows("insert_typed_rows")
 find_bad_values = ExecRows("find_bad_values")
 count_unexplained_rows = Count("count_unexplained_rows")

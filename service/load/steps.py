@@ -424,7 +424,7 @@ class Loader:
         file, when asked for, has every bad row before anything is written.
         """
         conn = self.conn
-        await sql.insert_typed_rows(conn)
+        await self.type_rows()
         problems = await sql.find_bad_values(conn)
         if unexplained := await sql.count_unexplained_rows(conn):
             raise LoadError(
@@ -454,6 +454,16 @@ class Loader:
         if rejected and self.rejected_rows is not None:
             self.rejected_rows.extend(await first_rejected(conn, self.path, REJECTED_LIMIT))
         return rejected, disagreeing
+
+    async def type_rows(self) -> None:
+        """load_staging typed into load_rows: each value cast once (insert_cast_rows) in
+        a savepoint; when one does not parse, back to the savepoint and through
+        insert_typed_rows, which tests each value before casting it."""
+        try:
+            async with self.conn.transaction():
+                await sql.insert_cast_rows(self.conn)
+        except asyncpg.DataError:
+            await sql.insert_typed_rows(self.conn)
 
     async def write_deals(self) -> tuple[int, int]:
         """(new, updated) deals: changed ones updated in place, new ones inserted."""
