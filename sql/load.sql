@@ -112,6 +112,15 @@ CREATE TEMP TABLE load_links (
     category text NOT NULL
 ) ON COMMIT DROP
 
+-- name: create_load_category_sets :exec
+-- Each distinct categories text of the file, split once (insert_load_links):
+-- its names trimmed, lower-cased, each once, in the order of their first
+-- occurrence; the links and the events' category lists are made from it.
+CREATE TEMP TABLE load_category_sets (
+    categories text NOT NULL,
+    names      text[] NOT NULL
+) ON COMMIT DROP
+
 -- name: create_load_changed :exec
 -- Existing deals whose set of categories the file changes.
 CREATE TEMP TABLE load_changed (
@@ -497,16 +506,17 @@ ON CONFLICT (phone) DO NOTHING
 -- Splits each good record's categories: trimmed, lower-cased, empty items and
 -- repeats ("luxury,Luxury") dropped. An item is kept where array_position finds
 -- its first occurrence: no hash aggregate over all the pairs. Each distinct
--- categories text is split once (a file has a few dozen: 25 in 1,000,000
--- records of the generator's), then joined to its records by a hash join:
--- splitting every record's text instead cost 8 times as much.
-INSERT INTO load_links (deal_id, category)
-WITH sets AS MATERIALIZED (
+-- categories text is split once into load_category_sets (a file has a few
+-- dozen: 25 in 1,000,000 records of the generator's), then joined to its
+-- records by a hash join: splitting every record's text instead cost 8 times
+-- as much.
+WITH sets AS (
+    INSERT INTO load_category_sets (categories, names)
     SELECT s.categories,
            ARRAY(SELECT item.name
                  FROM unnest(s.names) WITH ORDINALITY AS item(name, ord)
                  WHERE item.name <> '' AND array_position(s.names, item.name) = item.ord
-                 ORDER BY item.ord) AS names
+                 ORDER BY item.ord)
     FROM (
         SELECT d.categories,
                CASE WHEN strpos(d.categories, ' ') = 0 THEN string_to_array(lower(d.categories), ',')
@@ -514,7 +524,9 @@ WITH sets AS MATERIALIZED (
                END AS names
         FROM (SELECT DISTINCT categories FROM load_rows WHERE categories <> '') AS d
     ) AS s
+    RETURNING categories, names
 )
+INSERT INTO load_links (deal_id, category)
 SELECT r.deal_id, n.name
 FROM load_rows AS r
 JOIN sets AS s ON s.categories = r.categories
@@ -740,42 +752,28 @@ ON CONFLICT DO NOTHING
 -- wrote them from load_rows) and the file's set of categories (the links were
 -- made to match it), so nothing is read back from deals or deal_categories.
 -- JSON building is most of the cost (PostgreSQL looks up each value's type
--- per row), so what repeats is built once: each hotel's object (a few hundred
--- hotels), each distinct categories text's sorted array (a few dozen); a row
--- adds to_jsonb of its already-text values. Dates and created_at are printed
--- by their text output (configure_load: DateStyle ISO, timezone UTC), the
--- fraction of a second padded to six digits as the API prints it. The rows are
--- sorted by id before the JSON is built (the OFFSET 0 fence: the sort carries
--- no deal's JSON), and written in that order.
+-- per row), so what repeats is built once, in two small objects computed
+-- before the first row (InitPlans): each hotel's JSON by phone (a few hundred
+-- hotels), each categories text's sorted array (load_category_sets, a few
+-- dozen; '' for none); a row looks its two up by key and adds to_jsonb of its
+-- already-text values. Dates and created_at are printed by their text output
+-- (configure_load: DateStyle ISO, timezone UTC), the fraction of a second
+-- padded to six digits as the API prints it. The rows are sorted by id before
+-- the JSON is built (the OFFSET 0 fence), narrow (no JSON in the sort: at
+-- 1,000,000 rows it then fits in work_mem), and written in that order: the
+-- lookups are expressions of each sorted row, no join that could reorder it.
 WITH changed AS (
     SELECT n.id, n.deal_id, n.version, 'deal.created' AS type FROM load_new_deals AS n
     UNION ALL
     SELECT u.id, u.deal_id, u.version, 'deal.updated' FROM load_updated_deals AS u
-), hotel AS MATERIALIZED (  -- built once per hotel, not once per row
-    SELECT h.phone,
-           jsonb_build_object(
-               'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
-               'phone', h.phone, 'star_rating', h.star_rating) AS data
-    FROM hotels AS h
-    WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)
-), category_set AS MATERIALIZED (  -- once per distinct text
-    SELECT s.categories,
-           to_jsonb(ARRAY(
-               SELECT DISTINCT btrim(x.name)
-               FROM unnest(string_to_array(lower(s.categories), ',')) AS x(name)
-               WHERE btrim(x.name) <> ''
-               ORDER BY 1
-           )) AS data
-    FROM (SELECT DISTINCT coalesce(r.categories, '') AS categories FROM load_rows AS r) AS s
 ), ordered AS (
-    SELECT c.type, c.id, c.deal_id, c.version, h.data AS hotel, r.room_type,
+    SELECT c.type, c.id, c.deal_id, c.version, r.hotel_phone, r.room_type,
            r.price_per_night, r.original_price, r.discount_percent,
-           r.checkin_date, r.checkout_date, r.is_available, cs.data AS categories,
+           r.checkin_date, r.checkout_date, r.is_available,
+           coalesce(r.categories, '') AS categories,
            (r.created_at AT TIME ZONE 'UTC')::text AS created_at
     FROM changed AS c
     JOIN load_rows AS r ON r.deal_id = c.deal_id
-    JOIN hotel AS h ON h.phone = r.hotel_phone
-    JOIN category_set AS cs ON cs.categories = coalesce(r.categories, '')
     ORDER BY c.id
     OFFSET 0
 )
@@ -785,7 +783,13 @@ FROM ordered AS o
 CROSS JOIN LATERAL (
     SELECT o.id,
            o.deal_id,
-           o.hotel,
+           (SELECT jsonb_object_agg(
+                       h.phone,
+                       jsonb_build_object(
+                           'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
+                           'phone', h.phone, 'star_rating', h.star_rating))
+            FROM hotels AS h
+            WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)) -> o.hotel_phone AS hotel,
            o.room_type,
            o.price_per_night::text AS price_per_night,
            o.original_price::text AS original_price,
@@ -793,7 +797,11 @@ CROSS JOIN LATERAL (
            o.checkin_date::text AS checkin_date,
            o.checkout_date::text AS checkout_date,
            o.is_available,
-           o.categories,
+           (SELECT jsonb_build_object('', '[]'::jsonb) || coalesce(jsonb_object_agg(
+                       s.categories,
+                       to_jsonb(ARRAY(SELECT DISTINCT x.name FROM unnest(s.names) AS x(name)
+                                      ORDER BY 1))), '{}')
+            FROM load_category_sets AS s) -> o.categories AS categories,
            replace(CASE WHEN strpos(o.created_at, '.') = 0 THEN o.created_at
                         ELSE rpad(o.created_at, strpos(o.created_at, '.') + 6, '0') END,
                    ' ', 'T') || 'Z' AS created_at,
@@ -804,8 +812,8 @@ CROSS JOIN LATERAL (
 -- Before the feed's order lock is taken: every work table but load_events goes
 -- now, not at the commit, so that the commit, which the lock spans, drops
 -- only that one.
-DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_changed,
-    load_existing, load_new_deals, load_updated_deals
+DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_category_sets,
+    load_changed, load_existing, load_new_deals, load_updated_deals
 
 -- name: insert_load_events :execrows
 -- The load's events into the feed, in deals.id order: its last write. Takes

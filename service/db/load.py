@@ -48,6 +48,7 @@ CREATE_WORK_TABLES = tuple(
         "create_load_rows",
         "create_load_hotels",
         "create_load_links",
+        "create_load_category_sets",
         "create_load_changed",
         "create_load_existing",
         "create_load_new_deals",
