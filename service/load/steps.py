@@ -334,7 +334,7 @@ class Loader:
             if deferred:
                 await sql.drop_secondary_indexes(conn)
             fk_checks = await self.choose_fk_checks()
-            deals_new, deals_updated = await self.write_deals()
+            deals_new, deals_updated = await self.write_deals(rows_read - rejected)
 
             progress.phase("links")
             links_removed = await sql.delete_stale_links(conn)
@@ -465,14 +465,17 @@ class Loader:
         except asyncpg.DataError:
             await sql.insert_typed_rows(self.conn)
 
-    async def write_deals(self) -> tuple[int, int]:
-        """(new, updated) deals: changed ones updated in place, new ones inserted."""
+    async def write_deals(self, loaded: int) -> tuple[int, int]:
+        """(new, updated) deals of the `loaded` good records: changed ones updated in
+        place, new ones inserted (no insert when the database has every one: a reload)."""
         conn = self.conn
-        if await sql.find_existing_deals(conn):
+        if existing := await sql.find_existing_deals(conn):
             await sql.find_changed_category_sets(conn)
             updated = await sql.update_deals(conn)
         else:
             updated = 0
+        if existing == loaded:  # deal_id is unique in load_rows: none is new
+            return 0, updated
         try:
             return await sql.insert_deals(conn), updated
         except asyncpg.UniqueViolationError as exc:
