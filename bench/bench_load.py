@@ -20,7 +20,10 @@ Timings on a shared machine are noisy: compare the ratios of one run.
 --explain prints EXPLAIN (ANALYZE, BUFFERS, WAL) of the two statements that
 bound a large load, so an SRE sees where the time goes, then each of them
 again with only its table's unique indexes and with each other index added:
-the price of every index, against the floor.
+the price of every index, against the floor, with the WAL it writes; then
+the change feed's share: building the events' JSON, and appending them to
+the events table (its indexes priced the same way, and a BRIN index on `at`
+tried in place of the B-tree).
 """
 
 from __future__ import annotations
@@ -259,17 +262,51 @@ async def explain(url: str, path: Path, floor_s: float) -> None:
             await bounds(conn, sql.insert_deals.sql, "deals", floor_s, before=None)
             await bounds(conn, sql.insert_new_links.sql, "deal_categories", floor_s,
                          before=sql.insert_deals.sql)  # fmt: skip
+            await events_bounds(conn, floor_s, rows_read)
             await transaction.rollback()
     finally:
         await conn.close()
 
 
+async def events_bounds(conn: asyncpg.Connection[Any], floor_s: float, rows: int) -> None:
+    """What the change feed costs a load of `rows` new deals, against the floor: building
+    the events' JSON (build_load_events, into the TEMP load_events: no WAL), then
+    appending them to the feed (insert_load_events) as bounds() prices an index, with
+    the WAL each writes, and a BRIN index on `at` in place of events_at_idx's B-tree."""
+    from service.db import load as sql
+
+    await conn.execute("SAVEPOINT events")
+    try:
+        await conn.execute(sql.insert_deals.sql)
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, WAL, COSTS OFF, FORMAT JSON)\n" + sql.build_load_events.sql
+        )
+        built = json.loads(plan)[0]
+        seconds = float(built["Execution Time"]) / 1000
+        wal = built["Plan"].get("WAL Bytes", 0) / 1e6
+        print(f"\nthe change feed ({rows:,} events; seconds, x the {floor_s:.2f} s floor, WAL):")
+        print(f"  {'events: JSON built into load_events (TEMP)':<50} {seconds:6.2f} s "
+              f"{seconds / floor_s:6.1f}x {wal:7.0f} MB")  # fmt: skip
+    finally:
+        await conn.execute("ROLLBACK TO SAVEPOINT events")
+    before = sql.insert_deals.sql + ";\n" + sql.build_load_events.sql
+    brin = ("BRIN (at) for events_at_idx", "CREATE INDEX ON bound_copy USING brin (at)")
+    await bounds(conn, sql.insert_load_events.sql, "events", floor_s, before, [brin])
+
+
 async def bounds(
-    conn: asyncpg.Connection[Any], insert: str, table: str, floor_s: float, before: str | None
+    conn: asyncpg.Connection[Any],
+    insert: str,
+    table: str,
+    floor_s: float,
+    before: str | None,
+    instead: list[tuple[str, str]] | None = None,
 ) -> None:
     """Seconds of `insert` into a fresh copy of `table`: with its unique indexes only,
     then with each other index added, then with all. Each run in a rolled-back savepoint
-    on a new, empty copy (a rolled-back insert leaves its dead entries in the indexes)."""
+    on a new, empty copy (a rolled-back insert leaves its dead entries in the indexes).
+    With the WAL each writes; `instead` adds (label, DDL on bound_copy) indexes to try
+    each with the unique ones in place of the others."""
     indexes = await conn.fetch(
         """SELECT c.relname AS name, i.indisunique AS is_unique,
                   pg_get_indexdef(i.indexrelid) AS ddl
@@ -281,7 +318,7 @@ async def bounds(
     others = [r for r in indexes if not r["is_unique"]]
     into_copy = re.sub(rf"\bINTO\s+{table}\b", "INTO bound_copy", insert, count=1)
 
-    async def seconds(chosen: list[asyncpg.Record]) -> float:
+    async def seconds(chosen: list[asyncpg.Record], extra: str = "") -> tuple[float, float]:
         await conn.execute("SAVEPOINT bound")
         try:
             if before is not None:
@@ -293,19 +330,32 @@ async def bounds(
             for index in chosen:
                 ddl = index["ddl"].replace(f" {index['name']} ON ", f" bound_{index['name']} ON ")
                 await conn.execute(re.sub(rf" ON (\w+\.)?{table} ", " ON bound_copy ", ddl))
-            plan = await conn.fetchval("EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON)\n" + into_copy)
-            return float(json.loads(plan)[0]["Execution Time"]) / 1000
+            if extra:
+                await conn.execute(extra)
+            plan = await conn.fetchval(
+                "EXPLAIN (ANALYZE, WAL, COSTS OFF, FORMAT JSON)\n" + into_copy
+            )
+            found = json.loads(plan)[0]
+            return float(found["Execution Time"]) / 1000, found["Plan"].get("WAL Bytes", 0) / 1e6
         finally:
             await conn.execute("ROLLBACK TO SAVEPOINT bound")
 
-    def line(label: str, value: float, signed: str = "") -> None:
-        ratio = value / floor_s
-        print(f"  {table + ': ' + label:<50} {value:{signed}6.2f} s {ratio:{signed}6.1f}x")
+    def line(label: str, value: tuple[float, float], signed: str = "") -> None:
+        ratio = value[0] / floor_s
+        print(
+            f"  {table + ': ' + label:<50} {value[0]:{signed}6.2f} s {ratio:{signed}6.1f}x "
+            f"{value[1]:{signed}7.0f} MB"
+        )
+
+    def minus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+        return a[0] - b[0], a[1] - b[1]
 
     base = await seconds(unique)
     line("heap and unique indexes", base)
     for index in others:
-        line("+ " + index["name"], await seconds([*unique, index]) - base, "+")
+        line("+ " + index["name"], minus(await seconds([*unique, index]), base), "+")
+    for label, ddl in instead or []:
+        line("+ " + label, minus(await seconds(unique, ddl), base), "+")
     line("all indexes, as a load writes them", await seconds(list(indexes)))
 
 

@@ -112,6 +112,15 @@ CREATE TEMP TABLE load_links (
     category text NOT NULL
 ) ON COMMIT DROP
 
+-- name: create_load_category_sets :exec
+-- Each distinct categories text of the file, split once (insert_load_links):
+-- its names trimmed, lower-cased, each once, in the order of their first
+-- occurrence; the links and the events' category lists are made from it.
+CREATE TEMP TABLE load_category_sets (
+    categories text NOT NULL,
+    names      text[] NOT NULL
+) ON COMMIT DROP
+
 -- name: create_load_changed :exec
 -- Existing deals whose set of categories the file changes.
 CREATE TEMP TABLE load_changed (
@@ -217,6 +226,71 @@ FROM (
                s.categories,
                CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
                          AND pg_input_is_valid(s.created_at, 'timestamptz')
+                   THEN s.created_at::timestamptz END AS created_at
+        FROM load_staging AS s
+        OFFSET 0  -- a fence: each value is parsed once, not once per use above
+    ) AS v
+    OFFSET 0  -- the same for ok
+) AS t
+
+-- name: insert_cast_rows :execrows
+-- insert_typed_rows' fast path, tried first in a savepoint: the same typed rows
+-- and the same ok, but each value is cast straight away instead of being tested
+-- with pg_input_is_valid first (parsed once, not twice). A value that does not
+-- parse raises instead of becoming NULL (the loader then rolls back to the
+-- savepoint and runs insert_typed_rows, which finds every bad value); one that
+-- parses gives what insert_typed_rows gives, so ok is the same either way.
+-- The date and timestamp shapes are still tested first (a date type reads
+-- more forms than the spec's YYYY-MM-DD).
+INSERT INTO load_rows (
+    record, ok, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
+    room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
+    is_available, categories, created_at
+)
+SELECT t.record, t.ok, t.deal_id, t.hotel_name, t.hotel_city, t.hotel_country, t.hotel_phone,
+       t.hotel_star_rating, t.room_type,
+       CASE WHEN t.ok THEN t.price_per_night::numeric(10, 2) END,
+       CASE WHEN t.ok THEN t.original_price::numeric(10, 2) END,
+       CASE WHEN t.ok THEN t.discount_percent::numeric(5, 2) END,
+       t.checkin_date, t.checkout_date, t.is_available, t.categories, t.created_at
+FROM (
+    SELECT v.*,
+           coalesce(
+               v.deal_id > 0
+               AND v.hotel_name <> '' AND v.hotel_city <> '' AND v.hotel_country <> ''
+               AND v.hotel_phone <> '' AND v.room_type <> ''
+               AND v.hotel_star_rating BETWEEN 1 AND 5
+               AND v.price_per_night > 0 AND v.price_per_night < 100000000
+               AND min_scale(v.price_per_night) <= 2
+               AND v.original_price > 0 AND v.original_price < 100000000
+               AND min_scale(v.original_price) <= 2
+               AND v.discount_percent BETWEEN 0 AND 100  -- false for NaN
+               AND v.checkout_date > v.checkin_date
+               AND v.is_available IS NOT NULL
+               AND v.created_at IS NOT NULL,
+               false) AS ok
+    FROM (
+        SELECT s.record,
+               s.deal_id::bigint AS deal_id,
+               btrim(s.hotel_name) AS hotel_name,
+               btrim(s.hotel_city) AS hotel_city,
+               btrim(s.hotel_country) AS hotel_country,
+               btrim(s.hotel_phone) AS hotel_phone,
+               s.hotel_star_rating::smallint AS hotel_star_rating,
+               btrim(s.room_type) AS room_type,
+               s.price_per_night::numeric AS price_per_night,
+               s.original_price::numeric AS original_price,
+               s.discount_percent::numeric AS discount_percent,
+               CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
+                   THEN s.checkin_date::date END AS checkin_date,
+               CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
+                   THEN s.checkout_date::date END AS checkout_date,
+               CASE lower(btrim(s.is_available))
+                   WHEN 'true' THEN true WHEN 't' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
+                   WHEN 'false' THEN false WHEN 'f' THEN false WHEN '0' THEN false WHEN 'no' THEN false
+               END AS is_available,
+               s.categories,
+               CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
                    THEN s.created_at::timestamptz END AS created_at
         FROM load_staging AS s
         OFFSET 0  -- a fence: each value is parsed once, not once per use above
@@ -431,19 +505,32 @@ ON CONFLICT (phone) DO NOTHING
 -- name: insert_load_links :execrows
 -- Splits each good record's categories: trimmed, lower-cased, empty items and
 -- repeats ("luxury,Luxury") dropped. An item is kept where array_position finds
--- its first occurrence: no hash aggregate over all the pairs.
+-- its first occurrence: no hash aggregate over all the pairs. Each distinct
+-- categories text is split once into load_category_sets (a file has a few
+-- dozen: 25 in 1,000,000 records of the generator's), then joined to its
+-- records by a hash join: splitting every record's text instead cost 8 times
+-- as much.
+WITH sets AS (
+    INSERT INTO load_category_sets (categories, names)
+    SELECT s.categories,
+           ARRAY(SELECT item.name
+                 FROM unnest(s.names) WITH ORDINALITY AS item(name, ord)
+                 WHERE item.name <> '' AND array_position(s.names, item.name) = item.ord
+                 ORDER BY item.ord)
+    FROM (
+        SELECT d.categories,
+               CASE WHEN strpos(d.categories, ' ') = 0 THEN string_to_array(lower(d.categories), ',')
+                    ELSE ARRAY(SELECT btrim(x) FROM unnest(string_to_array(lower(d.categories), ',')) AS x)
+               END AS names
+        FROM (SELECT DISTINCT categories FROM load_rows WHERE categories <> '') AS d
+    ) AS s
+    RETURNING categories, names
+)
 INSERT INTO load_links (deal_id, category)
-SELECT r.deal_id, item.name
-FROM (
-    SELECT deal_id,
-           CASE WHEN strpos(categories, ' ') = 0 THEN string_to_array(lower(categories), ',')
-                ELSE ARRAY(SELECT btrim(x) FROM unnest(string_to_array(lower(categories), ',')) AS x)
-           END AS names
-    FROM load_rows
-    WHERE categories <> ''
-) AS r
-CROSS JOIN LATERAL unnest(r.names) WITH ORDINALITY AS item(name, ord)
-WHERE item.name <> '' AND array_position(r.names, item.name) = item.ord
+SELECT r.deal_id, n.name
+FROM load_rows AS r
+JOIN sets AS s ON s.categories = r.categories
+CROSS JOIN LATERAL unnest(s.names) AS n(name)
 
 -- name: insert_categories :execrows
 -- Category names the database does not know yet.
@@ -665,42 +752,28 @@ ON CONFLICT DO NOTHING
 -- wrote them from load_rows) and the file's set of categories (the links were
 -- made to match it), so nothing is read back from deals or deal_categories.
 -- JSON building is most of the cost (PostgreSQL looks up each value's type
--- per row), so what repeats is built once: each hotel's object (a few hundred
--- hotels), each distinct categories text's sorted array (a few dozen); a row
--- adds to_jsonb of its already-text values. Dates and created_at are printed
--- by their text output (configure_load: DateStyle ISO, timezone UTC), the
--- fraction of a second padded to six digits as the API prints it. The rows are
--- sorted by id before the JSON is built (the OFFSET 0 fence: the sort carries
--- no deal's JSON), and written in that order.
+-- per row), so what repeats is built once, in two small objects computed
+-- before the first row (InitPlans): each hotel's JSON by phone (a few hundred
+-- hotels), each categories text's sorted array (load_category_sets, a few
+-- dozen; '' for none); a row looks its two up by key and adds to_jsonb of its
+-- already-text values. Dates and created_at are printed by their text output
+-- (configure_load: DateStyle ISO, timezone UTC), the fraction of a second
+-- padded to six digits as the API prints it. The rows are sorted by id before
+-- the JSON is built (the OFFSET 0 fence), narrow (no JSON in the sort: at
+-- 1,000,000 rows it then fits in work_mem), and written in that order: the
+-- lookups are expressions of each sorted row, no join that could reorder it.
 WITH changed AS (
     SELECT n.id, n.deal_id, n.version, 'deal.created' AS type FROM load_new_deals AS n
     UNION ALL
     SELECT u.id, u.deal_id, u.version, 'deal.updated' FROM load_updated_deals AS u
-), hotel AS MATERIALIZED (  -- built once per hotel, not once per row
-    SELECT h.phone,
-           jsonb_build_object(
-               'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
-               'phone', h.phone, 'star_rating', h.star_rating) AS data
-    FROM hotels AS h
-    WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)
-), category_set AS MATERIALIZED (  -- once per distinct text
-    SELECT s.categories,
-           to_jsonb(ARRAY(
-               SELECT DISTINCT btrim(x.name)
-               FROM unnest(string_to_array(lower(s.categories), ',')) AS x(name)
-               WHERE btrim(x.name) <> ''
-               ORDER BY 1
-           )) AS data
-    FROM (SELECT DISTINCT coalesce(r.categories, '') AS categories FROM load_rows AS r) AS s
 ), ordered AS (
-    SELECT c.type, c.id, c.deal_id, c.version, h.data AS hotel, r.room_type,
+    SELECT c.type, c.id, c.deal_id, c.version, r.hotel_phone, r.room_type,
            r.price_per_night, r.original_price, r.discount_percent,
-           r.checkin_date, r.checkout_date, r.is_available, cs.data AS categories,
+           r.checkin_date, r.checkout_date, r.is_available,
+           coalesce(r.categories, '') AS categories,
            (r.created_at AT TIME ZONE 'UTC')::text AS created_at
     FROM changed AS c
     JOIN load_rows AS r ON r.deal_id = c.deal_id
-    JOIN hotel AS h ON h.phone = r.hotel_phone
-    JOIN category_set AS cs ON cs.categories = coalesce(r.categories, '')
     ORDER BY c.id
     OFFSET 0
 )
@@ -710,7 +783,13 @@ FROM ordered AS o
 CROSS JOIN LATERAL (
     SELECT o.id,
            o.deal_id,
-           o.hotel,
+           (SELECT jsonb_object_agg(
+                       h.phone,
+                       jsonb_build_object(
+                           'id', h.id, 'name', h.name, 'city', h.city, 'country', h.country,
+                           'phone', h.phone, 'star_rating', h.star_rating))
+            FROM hotels AS h
+            WHERE h.phone IN (SELECT lh.phone FROM load_hotels AS lh)) -> o.hotel_phone AS hotel,
            o.room_type,
            o.price_per_night::text AS price_per_night,
            o.original_price::text AS original_price,
@@ -718,7 +797,11 @@ CROSS JOIN LATERAL (
            o.checkin_date::text AS checkin_date,
            o.checkout_date::text AS checkout_date,
            o.is_available,
-           o.categories,
+           (SELECT jsonb_build_object('', '[]'::jsonb) || coalesce(jsonb_object_agg(
+                       s.categories,
+                       to_jsonb(ARRAY(SELECT DISTINCT x.name FROM unnest(s.names) AS x(name)
+                                      ORDER BY 1))), '{}')
+            FROM load_category_sets AS s) -> o.categories AS categories,
            replace(CASE WHEN strpos(o.created_at, '.') = 0 THEN o.created_at
                         ELSE rpad(o.created_at, strpos(o.created_at, '.') + 6, '0') END,
                    ' ', 'T') || 'Z' AS created_at,
@@ -729,8 +812,8 @@ CROSS JOIN LATERAL (
 -- Before the feed's order lock is taken: every work table but load_events goes
 -- now, not at the commit, so that the commit, which the lock spans, drops
 -- only that one.
-DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_changed,
-    load_existing, load_new_deals, load_updated_deals
+DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_category_sets,
+    load_changed, load_existing, load_new_deals, load_updated_deals
 
 -- name: insert_load_events :execrows
 -- The load's events into the feed, in deals.id order: its last write. Takes

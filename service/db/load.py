@@ -48,6 +48,7 @@ CREATE_WORK_TABLES = tuple(
         "create_load_rows",
         "create_load_hotels",
         "create_load_links",
+        "create_load_category_sets",
         "create_load_changed",
         "create_load_existing",
         "create_load_new_deals",
@@ -55,6 +56,8 @@ CREATE_WORK_TABLES = tuple(
         "create_load_events",
     )
 )
+# Every value cast once; raises (asyncpg.DataError) when one does not parse.
+insert_cast_rows = ExecRows("insert_cast_rows")
 insert_typed_rows = ExecRows("insert_typed_rows")
 find_bad_values = ExecRows("find_bad_values")
 count_unexplained_rows = Count("count_unexplained_rows")

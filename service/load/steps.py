@@ -334,7 +334,7 @@ class Loader:
             if deferred:
                 await sql.drop_secondary_indexes(conn)
             fk_checks = await self.choose_fk_checks()
-            deals_new, deals_updated = await self.write_deals()
+            deals_new, deals_updated = await self.write_deals(rows_read - rejected)
 
             progress.phase("links")
             links_removed = await sql.delete_stale_links(conn)
@@ -424,7 +424,7 @@ class Loader:
         file, when asked for, has every bad row before anything is written.
         """
         conn = self.conn
-        await sql.insert_typed_rows(conn)
+        await self.type_rows()
         problems = await sql.find_bad_values(conn)
         if unexplained := await sql.count_unexplained_rows(conn):
             raise LoadError(
@@ -455,14 +455,27 @@ class Loader:
             self.rejected_rows.extend(await first_rejected(conn, self.path, REJECTED_LIMIT))
         return rejected, disagreeing
 
-    async def write_deals(self) -> tuple[int, int]:
-        """(new, updated) deals: changed ones updated in place, new ones inserted."""
+    async def type_rows(self) -> None:
+        """load_staging typed into load_rows: each value cast once (insert_cast_rows) in
+        a savepoint; when one does not parse, back to the savepoint and through
+        insert_typed_rows, which tests each value before casting it."""
+        try:
+            async with self.conn.transaction():
+                await sql.insert_cast_rows(self.conn)
+        except asyncpg.DataError:
+            await sql.insert_typed_rows(self.conn)
+
+    async def write_deals(self, loaded: int) -> tuple[int, int]:
+        """(new, updated) deals of the `loaded` good records: changed ones updated in
+        place, new ones inserted (no insert when the database has every one: a reload)."""
         conn = self.conn
-        if await sql.find_existing_deals(conn):
+        if existing := await sql.find_existing_deals(conn):
             await sql.find_changed_category_sets(conn)
             updated = await sql.update_deals(conn)
         else:
             updated = 0
+        if existing == loaded:  # deal_id is unique in load_rows: none is new
+            return 0, updated
         try:
             return await sql.insert_deals(conn), updated
         except asyncpg.UniqueViolationError as exc:
