@@ -78,6 +78,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 @dataclass
 class Runs:
     results: list[LoadResult] = field(default_factory=list)
@@ -162,7 +166,8 @@ def main() -> None:
     print(
         f"{args.rows} deals; deals serve: 1 worker, pool {args.pool_size}, "
         f"LOG_FORMAT={args.log_format}; wrk {args.connections} connections, "
-        f"{args.rounds} rounds of {args.seconds} s per server and endpoint"
+        f"{args.rounds} rounds of {args.seconds} s per server and endpoint; "
+        f"load average {load_average()}"
     )
     runs = {(e.name, c.label): Runs() for e in endpoints for c in configs}
     with ExitStack() as stack:
@@ -190,6 +195,7 @@ def main() -> None:
                         flush=True,
                     )
     ok = report(endpoints, configs, runs)
+    print(f"load average {load_average()}")  # a figure means little without it
     raise SystemExit(0 if ok else 1)
 
 

@@ -346,3 +346,55 @@ async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
         "/deals/2",
         "/deals/3",
     ]
+
+
+def test_observing_pending_values_at_once_counts_as_the_client_does() -> None:
+    """FastHistogram.observe_all (what a scrape does with a request's pending figures)
+    writes the buckets and sum that observing each value would."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from service.api.metrics import LATENCY, FastHistogram
+
+    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY, 0.004]
+    texts = []
+    for at_once in (False, True):
+        registry = CollectorRegistry()
+        child = Histogram("h", "h", ["route"], buckets=LATENCY, registry=registry).labels("/x")
+        if at_once:
+            FastHistogram(child).observe_all(values)
+        else:
+            for x in values:
+                child.observe(x)
+        texts.append(
+            "\n".join(
+                line
+                for line in generate_latest(registry).decode().splitlines()
+                if "_created" not in line
+            )
+        )
+    assert texts[0] == texts[1]
+    assert 'h_bucket{le="0.005",route="/x"} 8.0' in texts[1]  # five values, LATENCY's three
+
+
+async def test_pending_figures_are_observed_when_they_grow_long_unscraped() -> None:
+    """A worker nobody scrapes keeps no more than LONGEST requests' figures pending."""
+    from service.api import metrics
+
+    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
+        scope["path_template"] = "/pending/{id}"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def sink(message: object) -> None:
+        pass
+
+    counted = metrics.HTTP_REQUESTS.labels("GET", "/pending/{id}", "200")._value
+    before = counted.get()
+    measured = metrics.Measured(app, metrics=True, access_log=False)  # type: ignore[arg-type]
+    for n in range(metrics.LONGEST + 5):
+        scope = {"type": "http", "method": "GET", "path": f"/pending/{n}", "query_string": b"",
+                 "headers": [], "state": {}}  # fmt: skip
+        await measured(scope, sink, sink)  # type: ignore[arg-type]
+    pending = metrics._ROUTES[("GET", "/pending/{id}", 200)]
+    assert len(pending.durations.values) == len(pending.queries.values) == 5
+    assert counted.get() - before == metrics.LONGEST

@@ -7,6 +7,11 @@ never the raw path, so the number of series stays flat whatever ids clients
 send. Every statement is measured where it runs (service/db/catalogue.py
 calls `observe_query`), which also counts the statements of the request.
 
+Every request pays for its measures, so its end only appends its figures to
+plain lists (Pending): a scrape observes them in one step per bucket (counted in
+C), and its access line is written with the others of its event-loop iteration
+(flush_measures).
+
 With `deals serve --workers N` each worker writes its figures to files in
 PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode, set up by
 `deals serve`), and one scrape of any worker reads them all; a worker that
@@ -17,6 +22,7 @@ second and summed over live workers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import re
@@ -24,6 +30,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from time import perf_counter, time
 from typing import Any
@@ -39,6 +46,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 from service.api.request_id import request_id
@@ -47,6 +55,7 @@ from service.db.pool import Database
 from service.logs import AccessFields, access_handler, emit_access, write_access_lines
 
 ACCESS = "service.access"
+INFO = logging.INFO
 access = logging.getLogger(ACCESS)
 
 # The text format generate_latest writes (Litestar adds the charset).
@@ -90,16 +99,35 @@ STATS_CACHE = Counter(
 
 
 class RequestMeasures:
-    """What the statements of one request add up to (observe_query adds to it)."""
+    """One request's measures: its start, its status, and what its statements add up to
+    (observe_query adds to them). Its bound `send` is the request's send, Server-Timing
+    added: one method object per request instead of a closure and its cells."""
 
-    __slots__ = ("db_seconds", "queries", "statements")
+    __slots__ = ("db_seconds", "downstream", "metrics", "queries", "started", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, downstream: Send, metrics: bool) -> None:
+        self.started = perf_counter()
+        self.downstream = downstream
+        self.metrics = metrics  # whether its statements are observed in their histograms
+        self.status = 500  # until a response starts
         self.queries = 0
         self.db_seconds = 0.0
-        # (query name, seconds) of the statements to observe when the request is recorded
-        # (flush_measures); None once it is: a later statement is observed at once.
-        self.statements: list[tuple[str, float]] | None = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            # appended as is: no handler sets Server-Timing, so there is none to replace
+            entry = (
+                b"server-timing",
+                b"db;dur=%.1f, app;dur=%.1f"
+                % (self.db_seconds * 1000, (perf_counter() - self.started) * 1000),
+            )
+            headers = message.get("headers")
+            if type(headers) is list:
+                headers.append(entry)
+            else:
+                message["headers"] = [*(headers or ()), entry]
+        await self.downstream(message)
 
 
 CURRENT: ContextVar[RequestMeasures | None] = ContextVar("request_measures", default=None)
@@ -126,195 +154,206 @@ class FastHistogram:
         self.buckets[bisect_left(self.bounds, value)](1)
         self.sum(value)
 
+    def observe_all(self, values: list[float]) -> None:
+        """observe() each value, the buckets found and counted in C: one increment per
+        bucket and one of the sum, whatever the number of values."""
+        for bucket, count in collections.Counter(
+            map(partial(bisect_left, self.bounds), values)
+        ).items():
+            self.buckets[bucket](count)
+        self.sum(sum(values))
 
-class RouteMeasures:
-    """The three request metrics of one (method, route, status), bound once."""
 
-    __slots__ = ("duration", "queries", "requests")
+# A request's end only appends its figures to plain lists (Pending): no lock, no call
+# into the client. They are observed together (observe_all) before a scrape reads them,
+# when a list grows long, and, when workers share their values through files
+# (multiprocess mode), once per event-loop iteration (flush_measures), so a scrape
+# answered by another worker counts every request already answered.
+SHARED = values.ValueClass is not values.MutexValue
+LONGEST = 1024  # requests a route's lists hold before every pending value is observed
+
+
+class Pending:
+    """The values of one FastHistogram not yet observed."""
+
+    __slots__ = ("histogram", "values")
+
+    def __init__(self, child: Histogram) -> None:
+        self.histogram = FastHistogram(child)
+        self.values: list[float] = []
+
+    def observe(self) -> None:
+        if self.values:
+            self.histogram.observe_all(self.values)
+            self.values = []
+
+
+class RoutePending:
+    """The three request metrics of one (method, route, status): its requests counted
+    when observed, as many as its pending durations."""
+
+    __slots__ = ("durations", "queries", "requests")
 
     def __init__(self, method: str, route: str, status: int) -> None:
         self.requests: Callable[[float], None] = HTTP_REQUESTS.labels(
             method, route, str(status)
         )._value.inc
-        self.duration = FastHistogram(HTTP_DURATION.labels(method, route))
-        self.queries = FastHistogram(QUERIES_PER_REQUEST.labels(route))
+        self.durations = Pending(HTTP_DURATION.labels(method, route))
+        self.queries = Pending(QUERIES_PER_REQUEST.labels(route))
 
-    def record(self, seconds: float, queries: int) -> None:
-        self.requests(1)
-        self.duration.observe(seconds)
-        self.queries.observe(queries)
+    def observe(self) -> None:
+        if self.durations.values:
+            self.requests(len(self.durations.values))
+            self.durations.observe()
+            self.queries.observe()
 
 
-# The labelled children, bound once per label set: `.labels()` per call costs a few
-# microseconds (label checks, a lock, a dict), paid on every request and every statement.
-_QUERY_DURATIONS: dict[str, FastHistogram] = {}
+# (method, route, status) -> its pending metrics; query name -> its statements' durations
+_ROUTES: dict[tuple[str, str, int], RoutePending] = {}
+_QUERY_DURATIONS: dict[str, Pending] = {}
+
+
+def observe_pending() -> None:
+    """Observe every pending value."""
+    for route in _ROUTES.values():
+        route.observe()
+    for query in _QUERY_DURATIONS.values():
+        query.observe()
 
 
 def observe_query(name: str, seconds: float, failed: str | None) -> None:
-    """A statement ran: counted in its request's measures, observed with them
-    (flush_measures), or at once outside a request."""
+    """A statement ran: counted in its request's measures, and (unless its request is
+    measured with METRICS=false) pending in its query's histogram."""
     if failed is not None:
         QUERY_ERRORS.labels(name, failed).inc()
     measures = CURRENT.get()
     if measures is not None:
         measures.queries += 1
         measures.db_seconds += seconds
-        if measures.statements is not None:
-            measures.statements.append((name, seconds))
-            return
-    query_duration(name).observe(seconds)
-
-
-def observe_statements(measures: RequestMeasures) -> None:
-    """Observe the statements a request ran; any later one is observed as it ends."""
-    statements, measures.statements = measures.statements, None
-    for name, seconds in statements or ():
-        query_duration(name).observe(seconds)
-
-
-def query_duration(name: str) -> FastHistogram:
-    child = _QUERY_DURATIONS.get(name)
-    if child is None:
-        child = _QUERY_DURATIONS[name] = FastHistogram(QUERY_DURATION.labels(name))
-    return child
+        if not measures.metrics:
+            return  # counted for the access line and Server-Timing; no histogram to feed
+    pending = _QUERY_DURATIONS.get(name)
+    if pending is None:
+        pending = _QUERY_DURATIONS[name] = Pending(QUERY_DURATION.labels(name))
+    pending.values.append(seconds)
+    # a request's end observes or schedules (Measured.finish); outside a request, here
+    if measures is None:
+        if SHARED:
+            schedule_flush()
+        elif len(pending.values) >= LONGEST:
+            pending.observe()
 
 
 def count_stats_cache(hit: bool) -> None:
     STATS_CACHE.labels("hit" if hit else "miss").inc()
 
 
-# What requests finished since the last flush: (the wrapper, method, route, status,
-# seconds, statements, and for a direct access line its handler, time and raw path).
-Finished = tuple[
-    "Measured", str, str, int, float, RequestMeasures, "logging.StreamHandler[Any] | None",
-    float, str, bytes, str,
-]  # fmt: skip
+# The access lines of the requests finished since the last flush (the scope, the route
+# label, the status, the seconds, the measures), and the handler they are written to.
+Finished = tuple[Scope, str, int, float, RequestMeasures]
 _FINISHED: list[Finished] = []
+_handler: list[logging.StreamHandler[Any] | None] = [None]
+_scheduled = [False]
+
+
+def schedule_flush() -> None:
+    """flush_measures once the event loop's current callbacks are done (at once without a
+    running loop)."""
+    if _scheduled[0]:
+        return
+    _scheduled[0] = True
+    try:
+        asyncio.get_running_loop().call_soon(flush_measures)
+    except RuntimeError:  # no event loop: now
+        flush_measures()
+
+
+def access_fields(
+    scope: Scope, route: str, status: int, seconds: float, measures: RequestMeasures
+) -> AccessFields:
+    path: str = scope["path"]
+    query: bytes = scope["query_string"]
+    if query:
+        path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+    # X-Request-ID's echo (service/api/requests.py) has found or made it already
+    rid = scope["state"].get("request_id") or request_id(scope)
+    return (
+        rid, scope["method"], route, path, status, round(seconds * 1000, 2),  # type: ignore[typeddict-item]
+        round(measures.db_seconds * 1000, 2), measures.queries,
+    )  # fmt: skip
 
 
 def flush_measures() -> None:
-    """Record the requests finished since the last flush: their metrics, and their access
-    lines in one write per handler.
+    """Write the access lines of the requests finished since the last flush, in one write;
+    in multiprocess mode, observe the pending metrics.
 
-    A request's end only queues its figures (Measured.finish); this runs right after,
+    A request's end only queues its line (Measured.finish); this runs right after,
     once the event loop's current callbacks are done (call_soon), so the lines of a busy
-    loop iteration are formatted together and written with one system call, and before
-    /metrics answers. Until then a scrape of this worker would miss them, so metrics_page
-    flushes first."""
+    loop iteration are formatted together (one time stamp) and written with one system
+    call."""
+    _scheduled[0] = False
+    if SHARED:
+        observe_pending()
     if not _FINISHED:
         return
     finished = _FINISHED[:]
     _FINISHED.clear()
-    lines: dict[logging.StreamHandler[Any], list[tuple[float, AccessFields]]] = {}
-    for (
-        measured,
-        method,
-        route,
-        status,
-        seconds,
-        measures,
-        handler,
-        at,
-        path,
-        query,
-        rid,
-    ) in finished:
-        if measured.metrics:
-            observe_statements(measures)
-            key = (method, route, status)
-            children = measured.children.get(key)
-            if children is None:
-                children = measured.children[key] = RouteMeasures(method, route, status)
-            children.record(seconds, measures.queries)
-        if handler is not None:
-            if query:
-                path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
-            fields = (
-                rid, method, route, path, status, round(seconds * 1000, 2),
-                round(measures.db_seconds * 1000, 2), measures.queries,
-            )  # fmt: skip
-            lines.setdefault(handler, []).append((at, fields))
-    for handler, written in lines.items():
-        write_access_lines(handler, ACCESS, written)
+    handler = _handler[0]
+    if handler is not None:  # always: lines are queued only with a handler
+        lines = [access_fields(*entry) for entry in finished]
+        write_access_lines(handler, ACCESS, time(), lines)
 
 
 class Measured:
     """ASGI wrapper: metrics, Server-Timing and the access line of every HTTP request.
 
     A plain ASGI callable reading the raw scope (no Litestar Request, no header
-    parsing): its cost is paid by every request, so it stays a few microseconds,
-    and what can wait (metrics, the access line) is recorded by flush_measures.
+    parsing): its cost is paid by every request, so it stays a few microseconds:
+    its figures are appended to lists (RoutePending), and its access line is
+    formatted and written by flush_measures with the others of its loop iteration.
     """
 
     def __init__(self, app: ASGIApp, *, metrics: bool, access_log: bool) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        # (method, route, status) -> its children of the three request metrics
-        self.children: dict[tuple[str, str, int], RouteMeasures] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        started = perf_counter()
-        measures = RequestMeasures()
+        measures = RequestMeasures(send, self.metrics)
         token = CURRENT.set(measures)
-        status = 500
-
-        async def measured_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                # appended as is: no handler sets Server-Timing, so there is none to replace
-                entry = (
-                    b"server-timing",
-                    b"db;dur=%.1f, app;dur=%.1f"
-                    % (measures.db_seconds * 1000, (perf_counter() - started) * 1000),
-                )
-                headers = message.get("headers")
-                if type(headers) is list:
-                    headers.append(entry)
-                else:
-                    message["headers"] = [*(headers or ()), entry]
-            await send(message)
-
         try:
-            await self.app(scope, receive, measured_send)
+            await self.app(scope, receive, measures.send)
         finally:
             CURRENT.reset(token)
-            self.finish(scope, status, perf_counter() - started, measures)
+            self.finish(scope, measures)
 
-    def finish(self, scope: Scope, status: int, seconds: float, measures: RequestMeasures) -> None:
-        method: str = scope["method"]  # type: ignore[typeddict-item]  # an HTTP scope
+    def finish(self, scope: Scope, measures: RequestMeasures) -> None:
+        seconds = perf_counter() - measures.started
         route: str = scope.get("path_template") or UNMATCHED
-        handler = None
-        rid = ""
-        if self.access_log and access.isEnabledFor(logging.INFO):
-            rid = request_id(scope)
-            handler = access_handler(access)
-            if handler is None:  # another logging set-up (a test's): through logging, now
-                query: bytes = scope["query_string"]
-                path = scope["path"]
-                if query:
-                    path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
-                emit_access(
-                    access, (rid, method, route, path, status, round(seconds * 1000, 2),
-                    round(measures.db_seconds * 1000, 2), measures.queries),
-                )  # fmt: skip
-        if not self.metrics and handler is None:
-            return  # the statements were counted for Server-Timing; no metric to observe
-        _FINISHED.append(
-            (
-                self, method, route, status, seconds, measures, handler, time(),
-                scope["path"], scope["query_string"], rid,
-            )
-        )  # fmt: skip
-        if len(_FINISHED) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(flush_measures)
-            except RuntimeError:  # no event loop: now
-                flush_measures()
+        if self.metrics:
+            key = (scope["method"], route, measures.status)  # type: ignore[typeddict-item]
+            pending = _ROUTES.get(key)
+            if pending is None:
+                pending = _ROUTES[key] = RoutePending(*key)
+            durations = pending.durations.values
+            durations.append(seconds)
+            pending.queries.values.append(measures.queries)
+            if SHARED:
+                schedule_flush()
+            elif len(durations) >= LONGEST:
+                observe_pending()  # its statements' durations with it
+        if not self.access_log or not access.isEnabledFor(INFO):
+            return
+        if not _FINISHED:  # the first line of this loop iteration: where lines go now
+            _handler[0] = access_handler(access)
+            if _handler[0] is None:  # another logging set-up (a test's): through logging, now
+                emit_access(access, access_fields(scope, route, measures.status, seconds, measures))
+                return
+            schedule_flush()
+        _FINISHED.append((scope, route, measures.status, seconds, measures))
 
 
 # RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
@@ -359,6 +398,7 @@ def registry() -> CollectorRegistry:
 def metrics_page() -> Response[bytes]:
     """Prometheus text format."""
     flush_measures()  # the requests this worker finished since its last flush
+    observe_pending()
     return Response(generate_latest(registry()), media_type=TEXT_FORMAT)
 
 
