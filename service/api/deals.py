@@ -2,7 +2,9 @@
 
 Reads take a pooled connection (Database.connection()) and no explicit
 transaction: each statement is atomic on its own. A page is one statement,
-plus one for the total when count is exact or estimated. Writes run in one
+plus one for the total when count is exact or estimated; the first page and the
+city page (offset pages by id) are one statement with their exact total, whose
+JSON PostgreSQL builds (docs/query-plans.md). Writes run in one
 transaction per request, with optimistic locking (service/api/versions.py).
 
 count=estimated reads the planner's row estimate from EXPLAIN (FORMAT JSON)
