@@ -8,6 +8,9 @@ it, as the pool runs them) and the plain query for the same answer
 for as long, and GET /health, one trivial statement, as the framework's own
 ceiling. One run, one machine: wrk, the service and PostgreSQL share its
 cores, so ratios within the run are what is judged, not absolute numbers.
+Each measured run also reports the CPU time per request of the API server's
+processes and of PostgreSQL's backends (/proc): on a machine shared with other
+work req/s swings 2-3x from one run to the next, CPU per request far less.
 
 Goals (issue 16, one worker): GET /deals/{id} >= 0.7x /health's req/s; with
 --against the branch's start, the first page with its total and the city
@@ -19,6 +22,7 @@ default list >= 0.5, stats >= 0.8, stats cached >= 20x real time.)
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +42,7 @@ from bench.common import (
     loaded_database,
     run_pgbench,
     run_wrk,
-    warmed_wrk,
+    wrk_api,
     wrk_options,
 )
 from service import migrate
@@ -80,6 +84,39 @@ ENDPOINTS = [
 ]
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """CPU time per request during a measured wrk run (utime + stime from /proc), of the
+    server's processes and of PostgreSQL's backends: steadier than req/s on a busy machine,
+    whose other work takes cores from the server but adds no CPU time to its requests."""
+
+    api_us: float
+    pg_us: float
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_GROUPS: dict[str, int] = {}  # a server's base URL -> its process group (api_server's)
+
+
+def cpu_seconds(match: str, value: int) -> float:
+    """utime + stime of every process whose stat field `match` (pgrp, ppid) is value."""
+    field = {"ppid": 1, "pgrp": 2}[match]  # after the command's closing parenthesis
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[field]) == value:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def postmaster() -> int:
+    return int((OUT / "pg" / "pg" / "postmaster.pid").read_text().split()[0])
+
+
 @dataclass
 class Measured:
     endpoint: Endpoint
@@ -88,6 +125,8 @@ class Measured:
     api: LoadResult
     before: LoadResult | None = None  # --against's commit, same run
     health: LoadResult | None = None
+    cpu: Cpu | None = None
+    before_cpu: Cpu | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -120,9 +159,23 @@ def clean(result: LoadResult) -> bool:
     return result.non_2xx == 0 and result.socket_errors == 0
 
 
-def load_api(base: str, endpoint: Endpoint, args: argparse.Namespace) -> LoadResult:
+def load_api(
+    base: str, endpoint: Endpoint, args: argparse.Namespace
+) -> tuple[LoadResult, Cpu | None]:
+    """--warmup s of wrk, then --seconds measured, with the CPU each request cost."""
     random_id = "{id}" in endpoint.path
-    return warmed_wrk(f"{base}{endpoint.path.replace('/{id}', '')}", args, random_id)
+    url = f"{base}{endpoint.path.replace('/{id}', '')}"
+    if args.warmup:
+        wrk_api(url, args, args.warmup, random_id)
+    group = SERVER_GROUPS.get(base)
+    if group is None:
+        return wrk_api(url, args, args.seconds, random_id), None
+    pg = postmaster()
+    api_before, pg_before = cpu_seconds("pgrp", group), cpu_seconds("ppid", pg)
+    result = wrk_api(url, args, args.seconds, random_id)
+    api, db = cpu_seconds("pgrp", group) - api_before, cpu_seconds("ppid", pg) - pg_before
+    per = 1e6 / max(result.requests, 1)
+    return result, Cpu(api_us=api * per, pg_us=db * per)
 
 
 def load_pgbench(
@@ -159,6 +212,10 @@ def server_env(args: argparse.Namespace, stats_cache_seconds: float) -> dict[str
 
 def fmt(result: LoadResult) -> str:
     return f"{result.p50_ms:7.2f} {result.p99_ms:8.2f} {result.p99_over_p50:8.1f}"
+
+
+def cpu_text(cpu: Cpu | None) -> str:
+    return "" if cpu is None else f"   cpu/req API {cpu.api_us:5.0f} us, PG {cpu.pg_us:5.0f} us"
 
 
 def report(measured: list[Measured], cached: LoadResult | None, against: str | None) -> bool:
@@ -203,6 +260,17 @@ def report(measured: list[Measured], cached: LoadResult | None, against: str | N
             f"{'(real time)':>12} {ratio:>6.1f} {CACHED_OVER_REAL_TIME:>6.1f} "
             f"{fmt(cached)}  {'PASS' if passed else 'FAIL'}"
         )
+    print("\nCPU per request in the measured run (us; API worker | PostgreSQL backends)")
+    for m in measured:
+        if m.cpu is not None:
+            line = f"  {m.endpoint.name:<34} {m.cpu.api_us:6.0f} | {m.cpu.pg_us:6.0f}"
+            if m.before_cpu is not None:
+                b, total = m.before_cpu, m.cpu.api_us + m.cpu.pg_us
+                line += (
+                    f"   {against}: {b.api_us:6.0f} | {b.pg_us:6.0f}"
+                    f"   its API+PG over this tree's {(b.api_us + b.pg_us) / total:5.2f}x"
+                )
+            print(line)
     print("\npgbench (same SQL, same concurrency): p50/p99 ms per transaction, service | plain")
     for m in measured:
         print(f"  {m.endpoint.name:<34} {fmt(m.pgbench)} | {fmt(m.plain)}")
@@ -233,15 +301,17 @@ def servers(
     """(label, base URL) of this tree's server and, with --against, the other commit's."""
     with ExitStack() as stack:
         env = server_env(args, stats_cache_seconds)
-        base, _ = stack.enter_context(api_server(url, workers=args.workers, env=env))
+        base, process = stack.enter_context(api_server(url, workers=args.workers, env=env))
+        SERVER_GROUPS[base] = process.pid  # api_server starts a new session: pgid = pid
         found = [("this tree", base)]
         if args.against:
             tree = export(args.against)
             other = {**env, "PYTHONPATH": str(tree)}
             command = [sys.executable, "-m", "service", "serve"]
-            base, _ = stack.enter_context(
+            base, process = stack.enter_context(
                 api_server(url, workers=args.workers, env=other, command=command)
             )
+            SERVER_GROUPS[base] = process.pid
             found.append((args.against, base))
         for variant in args.variant:
             # The same tree with other workers and pool size: wWpP.
@@ -315,12 +385,15 @@ def main() -> None:
             database, plain = load_pgbench(url, endpoint, args)
             for _ in range(args.rounds):
                 found: dict[str, LoadResult] = {}
+                cpus: dict[str, Cpu | None] = {}
                 for label, base in bases:
-                    api = found[label] = load_api(base, endpoint, args)
+                    api, cpus[label] = load_api(base, endpoint, args)
+                    found[label] = api
                     print(
                         f"{endpoint.name:<34} {label:<12} API {api.requests_per_s:8.0f} req/s "
                         f"p50 {api.p50_ms:6.2f} p99 {api.p99_ms:7.2f}   service "
-                        f"{database.requests_per_s:8.0f} tps, plain {plain.requests_per_s:8.0f}",
+                        f"{database.requests_per_s:8.0f} tps, plain {plain.requests_per_s:8.0f}"
+                        + cpu_text(cpus[label]),
                         flush=True,
                     )
                 measured.append(
@@ -331,13 +404,15 @@ def main() -> None:
                         found["this tree"],
                         before=found.get(args.against) if args.against else None,
                         health=health,
+                        cpu=cpus["this tree"],
+                        before_cpu=cpus.get(args.against) if args.against else None,
                     )
                 )
     cached = None
     if not args.no_cache_run and any(e.path == "/deals/stats" for e in picked):
         with servers(url, args, 60) as bases:
             for label, base in bases:
-                api = load_api(base, ENDPOINTS[-1], args)
+                api, _ = load_api(base, ENDPOINTS[-1], args)
                 cached = api if label == "this tree" else cached
                 print(f"{'GET /deals/stats (cache on)':<34} {label:<12} API "
                       f"{api.requests_per_s:8.0f} req/s", flush=True)  # fmt: skip

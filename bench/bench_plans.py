@@ -87,6 +87,17 @@ def list_shapes() -> list[Shape]:
             no_seq_scan=True,
         ),
         Shape(
+            "GET /deals (page and total as JSON)",
+            "list_all_deals_by_id_json",
+            (0, PAGE, 0, True),
+        ),
+        Shape(
+            "GET /deals?city=Paris&min_stars=3 (page and total as JSON)",
+            "list_deals_in_city_by_id_json",
+            ("Paris", 3, 0, PAGE, 0, True),
+            no_seq_scan=True,
+        ),
+        Shape(
             "GET /deals?price_min=100&price_max=150 (its own query)",
             "list_deals_in_price_range_by_id",
             (Decimal(100), Decimal(150), 0, PAGE, 0),

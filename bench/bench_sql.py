@@ -98,18 +98,12 @@ def answers(rows: int) -> list[Answer]:
         ),
         Answer(
             "first page + exact total",
-            [
-                ("list_all_deals_by_id", (0, PAGE, 0)),
-                ("count_deals_from_totals", (None, None, None)),
-            ],
+            [("list_all_deals_by_id_json", (0, PAGE, 0, True))],
             "list.sql",
         ),
         Answer(
             "city page + total (Paris, 3+ stars)",
-            [
-                ("list_deals_in_city_by_id", (CITY, 3, 0, PAGE, 0)),
-                ("count_deals_from_totals", (CITY, 3, None)),
-            ],
+            [("list_deals_in_city_by_id_json", (CITY, 3, 0, PAGE, 0, True))],
             "list_city.sql",
             {"city": CITY.lower()},
         ),

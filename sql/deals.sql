@@ -224,6 +224,84 @@ WHERE d.id = ANY (ARRAY(
         LIMIT $4::int OFFSET $5::bigint))
 ORDER BY d.id
 
+-- name: list_all_deals_by_id_json :one
+-- GET /deals with no filter, an offset page by id: list_all_deals_by_id's page
+-- (after $1, LIMIT $2 OFFSET $3) as the JSON of its items, built here so that the
+-- API passes the text on instead of decoding rows into objects and encoding them
+-- again; and, when $4, the exact total from deal_totals (count_deals_from_totals
+-- with no filter), in the same round trip. items is each deal as GET /deals/{id}
+-- encodes it (key order, money as strings, created_at in UTC with a Z and
+-- microseconds only when it has some), comma-separated: tests/test_deal_json.py
+-- holds it byte for byte to the Structs' encoding. The time's colons are spelt
+-- \x3a: pgbench (bench/bench_sql.py) takes :MI in a string for a variable.
+-- plan: generic (no filter to fold; deals_pkey in order whatever the values)
+SELECT CASE WHEN $4::bool THEN (SELECT coalesce(sum(t.deal_count), 0)::bigint
+                                FROM deal_totals t) END AS total,
+       (SELECT coalesce(string_agg(row_to_json(p)::text, ',' ORDER BY p.id), '')
+        FROM (SELECT d.id, d.deal_id, hotel,
+                     d.room_type, d.price_per_night::text AS price_per_night,
+                     d.original_price::text AS original_price,
+                     d.discount_percent::text AS discount_percent,
+                     d.checkin_date, d.checkout_date, d.is_available,
+                     ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+                           WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+                     to_char(d.created_at AT TIME ZONE 'UTC',
+                             CASE WHEN date_trunc('second', d.created_at) = d.created_at
+                                  THEN E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS"Z"'
+                                  ELSE E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS.US"Z"' END) AS created_at,
+                     d.version
+              FROM deals d
+              JOIN hotels h ON h.id = d.hotel_id
+              CROSS JOIN LATERAL (SELECT h.id, h.name, h.city, h.country, h.phone,
+                                         h.star_rating) hotel
+              WHERE d.id > $1::bigint
+              ORDER BY d.id
+              LIMIT $2::int OFFSET $3::bigint) p) AS items
+
+-- name: list_deals_in_city_by_id_json :one
+-- GET /deals?city=X[&min_stars=N], an offset page by id: list_deals_in_city_by_id's
+-- page ($1 city, $2 min_stars, after $3, LIMIT $4 OFFSET $5) as the JSON of its
+-- items (as list_all_deals_by_id_json builds it) and, when $6, the exact total
+-- from deal_totals (count_deals_from_totals for the city), in one round trip.
+-- plan: generic (hotels x (limit + skip) index entries, for a big city or a rare one)
+SELECT CASE WHEN $6::bool THEN (
+         SELECT coalesce(sum(t.deal_count), 0)::bigint
+         FROM deal_totals t
+         JOIN hotels ch ON ch.id = t.hotel_id
+         WHERE lower(upper(normalize(ch.city, NFC) COLLATE "pg_c_utf8"))
+               = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
+           AND ($2::int IS NULL OR ch.star_rating >= $2::int)) END AS total,
+       (SELECT coalesce(string_agg(row_to_json(p)::text, ',' ORDER BY p.id), '')
+        FROM (SELECT d.id, d.deal_id, hotel,
+                     d.room_type, d.price_per_night::text AS price_per_night,
+                     d.original_price::text AS original_price,
+                     d.discount_percent::text AS discount_percent,
+                     d.checkin_date, d.checkout_date, d.is_available,
+                     ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+                           WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+                     to_char(d.created_at AT TIME ZONE 'UTC',
+                             CASE WHEN date_trunc('second', d.created_at) = d.created_at
+                                  THEN E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS"Z"'
+                                  ELSE E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS.US"Z"' END) AS created_at,
+                     d.version
+              FROM deals d
+              JOIN hotels h ON h.id = d.hotel_id
+              CROSS JOIN LATERAL (SELECT h.id, h.name, h.city, h.country, h.phone,
+                                         h.star_rating) hotel
+              WHERE d.id = ANY (ARRAY(
+                      SELECT pc.id
+                      FROM hotels ch
+                      CROSS JOIN LATERAL (
+                          SELECT cd.id FROM deals cd
+                          WHERE cd.hotel_id = ch.id AND cd.id > $3::bigint
+                          ORDER BY cd.id
+                          LIMIT $4::int + $5::bigint) pc
+                      WHERE lower(upper(normalize(ch.city, NFC) COLLATE "pg_c_utf8"))
+                            = lower(upper(normalize($1::text, NFC) COLLATE "pg_c_utf8"))
+                        AND ($2::int IS NULL OR ch.star_rating >= $2::int)
+                      ORDER BY pc.id
+                      LIMIT $4::int OFFSET $5::bigint))) p) AS items
+
 -- name: list_deals_in_price_range_by_id :many
 -- GET /deals?price_min=A&price_max=B by id, no other filter: a page by id after
 -- $3 of the deals priced $1 to $2 (a missing bound is 0 or 10^8: every price).

@@ -272,7 +272,7 @@ def test_against_the_real_metrics_of_deals_serve(
         PROMETHEUS_MULTIPROC_DIR=str(folder),
     ) as server:
         for _ in range(3):
-            get(f"{server.base}/deals?limit=5")  # the page and its total: 2 statements
+            get(f"{server.base}/deals?limit=5&sort=price")  # the page and its total: 2 statements
         for deal in known.deals[:5]:
             get(f"{server.base}/deals/{deal.id}")  # 1 statement
         assert settled_metrics(server.base, 4.0 * workers).pool_max_size == 4.0 * workers

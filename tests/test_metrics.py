@@ -112,7 +112,7 @@ async def test_a_thousand_ids_make_no_new_series(client: Client, known: Known) -
 async def test_a_page_with_its_count_is_two_statements(client: Client, known: Known) -> None:
     before = await scrape(client)
     for limit in (1, 20, 100):
-        await client.get(f"/deals?limit={limit}")
+        await client.get(f"/deals?limit={limit}&sort=price")
     after = await scrape(client)
     ran = value(after, "db_queries_per_request_sum", route="/deals")
     ran -= value(before, "db_queries_per_request_sum", route="/deals")
@@ -171,9 +171,9 @@ async def test_the_access_line_has_its_fields(
     client: Client, known: Known, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="service.access"):
-        await client.get("/deals?limit=3&city=Paris", headers={"X-Request-ID": "acc-1"})
+        await client.get("/deals?limit=3&city=Paris&sort=price", headers={"X-Request-ID": "acc-1"})
     [line] = [r for r in caplog.records if r.name == "service.access"]
-    assert line.getMessage() == "GET /deals?limit=3&city=Paris 200"
+    assert line.getMessage() == "GET /deals?limit=3&city=Paris&sort=price 200"
     fields = {k: getattr(line, k) for k in ("request_id", "method", "route", "status", "queries")}
     assert fields == {
         "request_id": "acc-1",
@@ -258,7 +258,7 @@ def test_one_scrape_counts_the_requests_of_every_worker(
 def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with serving(database_url, log, LOG_FORMAT="json") as server:
-        assert get(f"{server.base}/deals?limit=2") == 200
+        assert get(f"{server.base}/deals?limit=2&sort=price") == 200
         with pytest.raises(urllib.error.HTTPError) as missing:
             get(f"{server.base}/nowhere")
         assert missing.value.code == 404
@@ -270,7 +270,7 @@ def test_log_format_json_makes_every_line_json(database_url: str, tmp_path: Path
     assert {"uvicorn.error", "service.access"} <= loggers  # start-up lines and access lines
     access = [line for line in lines if line["logger"] == "service.access"]
     by_path = {line["path"]: line for line in access}
-    page = by_path["/deals?limit=2"]
+    page = by_path["/deals?limit=2&sort=price"]
     assert (page["method"], page["route"], page["status"], page["queries"]) == (
         "GET", "/deals", 200, 2,
     )  # fmt: skip
@@ -286,7 +286,8 @@ def test_the_access_line_counts_the_statements_with_metrics_off(
     its own, since the statement observer is registered once per process."""
     log = tmp_path / "server.log"
     with serving(database_url, log, LOG_FORMAT="json", METRICS="false") as server:
-        with urllib.request.urlopen(f"{server.base}/deals?limit=2", timeout=10) as answer:
+        page_url = f"{server.base}/deals?limit=2&sort=price"  # a page and its total
+        with urllib.request.urlopen(page_url, timeout=10) as answer:
             assert answer.status == 200
             db_timing = answer.headers["server-timing"].split(", ")[0]
         server.process.send_signal(signal.SIGTERM)
@@ -295,7 +296,7 @@ def test_the_access_line_counts_the_statements_with_metrics_off(
     [page] = [
         line
         for line in lines
-        if line["logger"] == "service.access" and line["path"] == "/deals?limit=2"
+        if line["logger"] == "service.access" and line["path"] == "/deals?limit=2&sort=price"
     ]
     assert page["queries"] == 2
     assert page["db_ms"] > 0

@@ -231,7 +231,7 @@ async def test_reads_are_served_by_the_replica_and_seen_in_its_own_statistics(
         }
         on_replica = await calls(replica_url, "get_deal")
         on_primary = await calls(database_url, "get_deal")
-        pages = await calls(replica_url, "list_deals_in_city_by_id")
+        pages = await calls(replica_url, "list_deals_in_city_by_id_json")
         for _ in range(5):
             response = await client.get(f"/deals/{deal.id}")
             assert response.status_code == 200
@@ -242,7 +242,7 @@ async def test_reads_are_served_by_the_replica_and_seen_in_its_own_statistics(
             d.id for d in known.select(city="Paris")
         ][:20]
         assert await calls(replica_url, "get_deal") == on_replica + 5
-        assert await calls(replica_url, "list_deals_in_city_by_id") == pages + 1
+        assert await calls(replica_url, "list_deals_in_city_by_id_json") == pages + 1
         assert await calls(database_url, "get_deal") == on_primary
         # X-Read-Consistency: primary reads on the primary
         assert (await client.get(f"/deals/{deal.id}", headers=PRIMARY)).status_code == 200

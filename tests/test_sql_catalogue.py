@@ -152,6 +152,12 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
         ("nowhere", 3, 0, 20, 0),
         ("LYON", 5, 1000, 21, 0),
     ],
+    "list_all_deals_by_id_json": [(0, 20, 0, True), (15000, 21, 0, False), (0, 20, 400, True)],
+    "list_deals_in_city_by_id_json": [
+        ("Paris", None, 0, 20, 0, True),
+        ("nowhere", 3, 0, 20, 0, True),
+        ("LYON", 5, 1000, 21, 0, False),
+    ],
     "count_deals": [
         NO_FILTER,
         ("paris", 3, None, None, None, None),

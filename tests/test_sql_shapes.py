@@ -119,8 +119,30 @@ def test_shape_queries_select_the_deal_row_columns() -> None:
         assert CATALOGUE[name].plan == "generic", name
 
 
-@pytest.mark.parametrize(("name", "alias"), [("list_deals_in_city_by_id", "ch")])
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [("list_deals_in_city_by_id", "ch"), ("list_deals_in_city_by_id_json", "ch")],
+)
 def test_city_shapes_match_the_city_as_the_index_does(name: str, alias: str) -> None:
     assert CITY_MATCH.format(alias=alias) in statement(name)
     assert f"(($2::int IS NULL OR {alias}.star_rating >= $2::int)" not in statement(name)
     assert f"($2::int IS NULL OR {alias}.star_rating >= $2::int)" in statement(name)
+
+
+JSON_PAGES = ["list_all_deals_by_id_json", "list_deals_in_city_by_id_json"]
+
+
+def json_columns(name: str) -> str:
+    """What a JSON page query encodes per deal: from its row_to_json to its own WHERE."""
+    sql = statement(name)
+    return sql[sql.index("string_agg(row_to_json(p)") : sql.index(" WHERE d.")]
+
+
+def test_json_pages_encode_the_same_deal_columns() -> None:
+    """The deal's JSON is spelt the same in every query that builds it (its bytes are
+    held to the Structs' by tests/test_deal_json.py), and from the same joins."""
+    expected = json_columns(JSON_PAGES[0])
+    assert "FROM deals d JOIN hotels h ON h.id = d.hotel_id CROSS JOIN LATERAL" in expected
+    for name in JSON_PAGES:
+        assert json_columns(name) == expected, name
+        assert CATALOGUE[name].plan == "generic", name

@@ -2,7 +2,9 @@
 
 Reads take a pooled connection (Database.connection()) and no explicit
 transaction: each statement is atomic on its own. A page is one statement,
-plus one for the total when count is exact or estimated. Writes run in one
+plus one for the total when count is exact or estimated; the first page and the
+city page (offset pages by id) are one statement with their exact total, whose
+JSON PostgreSQL builds (docs/query-plans.md). Writes run in one
 transaction per request, with optimistic locking (service/api/versions.py).
 
 count=estimated reads the planner's row estimate from EXPLAIN (FORMAT JSON)
@@ -13,7 +15,7 @@ current size, so it is as fresh as the last (auto)ANALYZE.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import msgspec
@@ -61,7 +63,7 @@ from service.api.params import (
     deal_filters,
     invalid,
 )
-from service.api.responses import DealCursorPage, DealPage
+from service.api.responses import DealCursorPage, DealPage, deal_page_json
 from service.api.versions import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -89,7 +91,9 @@ from service.db.deals import (
     estimate_deals,
     find_deal_by_upstream_id,
     get_deal,
+    json_shape,
     list_deals,
+    page_json,
 )
 from service.db.events import DELETE_PER_WRITE, EventType, delete_expired_events, insert_deal_event
 from service.db.pool import Database
@@ -116,6 +120,12 @@ async def read_deal_body(request: Request[Any, Any, Any], conn: Connection, stru
     if names_categories(raw):
         known = [category.name for category in await list_categories(conn)]
     return parse(raw, struct, known_categories=known)
+
+
+def json_response(body: bytes) -> Response[DealPage | DealCursorPage]:
+    """A page whose JSON is already encoded (DealPage's, byte for byte): Litestar sends
+    bytes as they are, with the handler's media type."""
+    return cast("Response[DealPage | DealCursorPage]", Response(body))
 
 
 def deal_response(deal: Deal, status_code: int = 200) -> Response[Deal]:
@@ -215,6 +225,13 @@ class DealsController(Controller):
             total = None if count == "none" else len(matches)
             page = DealPage(items=matches[skip : skip + limit], total=total, skip=skip, limit=limit)
             return Response(page)
+        if cursor is None and json_shape(sort, filters) and count != "estimated":
+            # The hot shapes: PostgreSQL encodes the page and counts it in one statement.
+            async with db.connection() as conn:
+                encoded = await page_json(
+                    conn, filters=filters, limit=limit, skip=skip, with_total=count == "exact"
+                )
+            return json_response(deal_page_json(encoded.items, encoded.total, skip, limit))
         if cursor is None:
             async with db.connection() as conn:
                 items = await list_deals(

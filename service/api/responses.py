@@ -25,6 +25,17 @@ class DealPage(msgspec.Struct, frozen=True, kw_only=True):
     limit: int
 
 
+def deal_page_json(items: str, total: int | None, skip: int, limit: int) -> bytes:
+    """The JSON of DealPage(items=..., total=total, skip=skip, limit=limit), byte for byte,
+    around items already encoded (the deals' JSON objects, comma-separated, as
+    PostgreSQL builds them: service/db/deals.py page_json)."""
+    count = b"null" if total is None else str(total).encode()
+    return b"".join(
+        (b'{"items":[', items.encode(), b'],"total":', count,
+         b',"skip":', str(skip).encode(), b',"limit":', str(limit).encode(), b"}")
+    )  # fmt: skip
+
+
 class DealCursorPage(msgspec.Struct, frozen=True, kw_only=True):
     """A keyset page of deals; next_cursor is null on the last page."""
 
