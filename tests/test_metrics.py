@@ -74,29 +74,32 @@ async def test_requests_are_counted_by_route_template(client: Client, known: Kno
 
 
 def test_the_fast_histogram_counts_as_the_client_does() -> None:
-    """FastHistogram.observe writes the buckets and sum Histogram.observe would, a value on
-    a bound included (`x <= bound`), in the text a scrape reads."""
+    """FastHistogram.observe, and observe_all (what a scrape does with a request's
+    pending figures), write the buckets and sum Histogram.observe would, a value on a
+    bound included (`x <= bound`), in the text a scrape reads."""
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
     from service.api.metrics import LATENCY, FastHistogram
 
-    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY]
-    texts = []
-    for fast in (False, True):
+    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY, 0.004]
+
+    def scraped(how: str) -> str:
         registry = CollectorRegistry()
         child = Histogram("h", "h", ["route"], buckets=LATENCY, registry=registry).labels("/x")
-        observe = FastHistogram(child).observe if fast else child.observe
-        for x in values:
-            observe(x)
-        texts.append(
-            "\n".join(
-                line
-                for line in generate_latest(registry).decode().splitlines()
-                if "_created" not in line
-            )
-        )
-    assert texts[0] == texts[1]
-    assert 'h_bucket{le="0.001",route="/x"} 3.0' in texts[1]  # 0.0, 0.001 and LATENCY's own
+        if how == "all at once":
+            FastHistogram(child).observe_all(values)
+        else:
+            observe = FastHistogram(child).observe if how == "fast" else child.observe
+            for x in values:
+                observe(x)
+        text = generate_latest(registry).decode()
+        return "\n".join(line for line in text.splitlines() if "_created" not in line)
+
+    client = scraped("client")
+    assert scraped("fast") == client
+    assert scraped("all at once") == client
+    assert 'h_bucket{le="0.001",route="/x"} 3.0' in client  # 0.0, 0.001 and LATENCY's own
+    assert 'h_bucket{le="0.005",route="/x"} 8.0' in client  # five values, LATENCY's three
 
 
 async def test_a_thousand_ids_make_no_new_series(client: Client, known: Known) -> None:
@@ -347,34 +350,6 @@ async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
         "/deals/2",
         "/deals/3",
     ]
-
-
-def test_observing_pending_values_at_once_counts_as_the_client_does() -> None:
-    """FastHistogram.observe_all (what a scrape does with a request's pending figures)
-    writes the buckets and sum that observing each value would."""
-    from prometheus_client import CollectorRegistry, Histogram, generate_latest
-
-    from service.api.metrics import LATENCY, FastHistogram
-
-    values = [0.0, 0.001, 0.0010001, 0.004, 0.25, 0.2500001, 10.0, 11.0, 1e9, *LATENCY, 0.004]
-    texts = []
-    for at_once in (False, True):
-        registry = CollectorRegistry()
-        child = Histogram("h", "h", ["route"], buckets=LATENCY, registry=registry).labels("/x")
-        if at_once:
-            FastHistogram(child).observe_all(values)
-        else:
-            for x in values:
-                child.observe(x)
-        texts.append(
-            "\n".join(
-                line
-                for line in generate_latest(registry).decode().splitlines()
-                if "_created" not in line
-            )
-        )
-    assert texts[0] == texts[1]
-    assert 'h_bucket{le="0.005",route="/x"} 8.0' in texts[1]  # five values, LATENCY's three
 
 
 async def test_pending_figures_are_observed_when_they_grow_long_unscraped() -> None:
