@@ -312,13 +312,9 @@ EDGES: dict[str, list[str | None]] = {
 }  # fmt: skip
 
 
-async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_path: Path) -> None:
-    """insert_typed_rows decides ok for every record; find_bad_values names the problems.
-
-    Run over every record (not only the not-ok ones, as in a load), the rules must
-    find a problem exactly where ok is false: else a good row would be rejected
-    without a reason (the load fails: count_unexplained_rows) or a bad one loaded.
-    """
+async def staged_edges(conn: Conn, tmp_path: Path) -> list[tuple[str, str | None]]:
+    """Each edge of EDGES alone in a record (record n is edge n - 1), COPYed into the
+    load's work tables as a load does: inside the caller's transaction."""
     from service.db import load as sql
     from service.load.report import Progress
     from service.load.source import Source
@@ -327,11 +323,24 @@ async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_
     edges = [(column, value) for column, values in EDGES.items() for value in values]
     records = [row(n, **{column: value}) for n, (column, value) in enumerate(edges, start=1)]
     path = write(tmp_path / "edges.csv", records)
+    await sql.configure_load(conn, work_mem="64MB")
+    await sql.create_work_tables(conn)
+    with Source(path) as source:
+        assert await Loader(conn, source, None, Progress(), True, 20).copy() == len(records)
+    return edges
+
+
+async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_path: Path) -> None:
+    """insert_typed_rows decides ok for every record; find_bad_values names the problems.
+
+    Run over every record (not only the not-ok ones, as in a load), the rules must
+    find a problem exactly where ok is false: else a good row would be rejected
+    without a reason (the load fails: count_unexplained_rows) or a bad one loaded.
+    """
+    from service.db import load as sql
+
     async with conn.transaction():  # the work tables go at commit; nothing else is written
-        await sql.configure_load(conn, work_mem="64MB")
-        await sql.create_work_tables(conn)
-        with Source(path) as source:
-            assert await Loader(conn, source, None, Progress(), True, 20).copy() == len(records)
+        edges = await staged_edges(conn, tmp_path)
         await sql.insert_typed_rows(conn)
         not_ok = {
             r["record"] for r in await conn.fetch("SELECT record FROM load_rows WHERE NOT ok")
@@ -345,7 +354,7 @@ async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_
         # all marked not ok now: the good ones are what the load's guard would catch
         unexplained = await sql.count_unexplained_rows(conn)
     assert with_problems == not_ok
-    assert unexplained == len(records) - len(not_ok) > 0
+    assert unexplained == len(edges) - len(not_ok) > 0
     assert untyped == 0
     for column in EDGES:  # each column has good and bad edges
         mine = {n for n, (c, _) in enumerate(edges, start=1) if c == column}
@@ -361,20 +370,11 @@ async def test_the_cast_pass_types_every_edge_as_the_typed_pass_or_raises(
     it raises only for a record the typed pass finds not ok (the load then falls
     back to the typed pass, which names the problem)."""
     from service.db import load as sql
-    from service.load.report import Progress
-    from service.load.source import Source
-    from service.load.steps import Loader
 
-    edges = [(column, value) for column, values in EDGES.items() for value in values]
-    records = [row(n, **{column: value}) for n, (column, value) in enumerate(edges, start=1)]
-    path = write(tmp_path / "edges.csv", records)
     raised: set[int] = set()
     cast: dict[int, tuple[object, ...]] = {}
     async with conn.transaction():  # the work tables go at commit; nothing else is written
-        await sql.configure_load(conn, work_mem="64MB")
-        await sql.create_work_tables(conn)
-        with Source(path) as source:
-            assert await Loader(conn, source, None, Progress(), True, 20).copy() == len(records)
+        edges = await staged_edges(conn, tmp_path)
         await sql.insert_typed_rows(conn)
         typed = {r["record"]: tuple(r) for r in await conn.fetch("SELECT * FROM load_rows")}
         for n in typed:  # each record alone, in a savepoint rolled back after it
