@@ -306,6 +306,27 @@ def test_the_access_line_counts_the_statements_with_metrics_off(
     assert float(db_timing.removeprefix("db;dur=")) > 0
 
 
+def answering(route: str) -> Callable[..., Any]:
+    """A bare ASGI app that answers 200 {} as the route `route` (for Measured alone)."""
+
+    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
+        scope["path_template"] = route
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+def request(path: str) -> dict[str, object]:
+    """The HTTP scope of a GET of path, as uvicorn hands it over."""
+    return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+            "headers": [], "state": {}}  # fmt: skip
+
+
+async def sink(message: object) -> None:
+    """receive and send of a request whose messages go nowhere."""
+
+
 async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
     """Requests that end together are recorded after them, their lines in one write."""
     from service import logs
@@ -320,25 +341,14 @@ async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
         def flush(self) -> None:
             pass
 
-    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
-        scope["path_template"] = "/deals/{id}"
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async def sink(message: object) -> None:
-        pass
-
-    def request(path: str) -> dict[str, object]:
-        return {"type": "http", "method": "GET", "path": path, "query_string": b"",
-                "headers": [], "state": {}}  # fmt: skip
-
+    app = answering("/deals/{id}")
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     logs.configure(Settings(database_url="postgresql://x@127.0.0.1:1/x", log_level="info"))
     (handler,) = root.handlers
     handler.setStream(Stream())  # type: ignore[attr-defined]
     try:
-        measured = Measured(app, metrics=True, access_log=True)  # type: ignore[arg-type]
+        measured = Measured(app, metrics=True, access_log=True)
         await asyncio.gather(*(measured(request(f"/deals/{n}"), sink, sink) for n in (1, 2, 3)))  # type: ignore[arg-type]
         await asyncio.sleep(0)  # the loop's next callbacks: the flush
     finally:
@@ -356,21 +366,12 @@ async def test_pending_figures_are_observed_when_they_grow_long_unscraped() -> N
     """A worker nobody scrapes keeps no more than LONGEST requests' figures pending."""
     from service.api import metrics
 
-    async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
-        scope["path_template"] = "/pending/{id}"
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async def sink(message: object) -> None:
-        pass
-
+    app = answering("/pending/{id}")
     counted = metrics.HTTP_REQUESTS.labels("GET", "/pending/{id}", "200")._value
     before = counted.get()
-    measured = metrics.Measured(app, metrics=True, access_log=False)  # type: ignore[arg-type]
+    measured = metrics.Measured(app, metrics=True, access_log=False)
     for n in range(metrics.LONGEST + 5):
-        scope = {"type": "http", "method": "GET", "path": f"/pending/{n}", "query_string": b"",
-                 "headers": [], "state": {}}  # fmt: skip
-        await measured(scope, sink, sink)  # type: ignore[arg-type]
+        await measured(request(f"/pending/{n}"), sink, sink)  # type: ignore[arg-type]
     pending = metrics._ROUTES[("GET", "/pending/{id}", 200)]
     assert len(pending.durations.values) == len(pending.queries.values) == 5
     assert counted.get() - before == metrics.LONGEST
