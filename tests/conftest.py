@@ -119,7 +119,7 @@ async def seeded_template(admin_url: str, template_db: str) -> AsyncIterator[tup
 
 def shared_clone(admin_url: str, template: str) -> Iterator[str]:
     name, url = pg.clone(admin_url, template)
-    pg.admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    pg.refuse_writes(admin_url, name)
     yield url
     pg.drop(admin_url, name)
 

@@ -134,5 +134,12 @@ def clone(admin_url: str, template: str, name: str | None = None) -> tuple[str, 
     return name, with_database(admin_url, name)
 
 
+def refuse_writes(admin_url: str, name: str) -> None:
+    """Sessions opened on `name` from now on refuse writes (default_transaction_read_only):
+    a test that shares the database and writes by mistake fails instead of changing what
+    the other tests read."""
+    admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+
+
 def drop(admin_url: str, name: str) -> None:
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
