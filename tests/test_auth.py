@@ -408,6 +408,7 @@ OPEN_WARNING = (
 )
 
 
+@pytest.mark.read_only
 def test_serve_warns_at_start_up_when_the_api_is_open(database_url: str, tmp_path: Path) -> None:
     with serving(database_url, tmp_path / "serve.log", LOG_FORMAT="json") as server:
         lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
@@ -664,6 +665,7 @@ async def test_key_confusion_hs256_signed_with_the_public_key_is_refused(
         assert (await client.get("/categories", headers=bearer(genuine))).status_code == 200
 
 
+@pytest.mark.read_only
 def test_no_token_or_secret_reaches_the_log(
     database_url: str, known: Known, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def assert_headers(response: Any, limit: int, remaining: int, window: int) -> No
     assert 1 <= int(response.headers["ratelimit-reset"]) <= window
 
 
+@pytest.mark.read_only
 async def test_over_the_limit_is_a_429_with_retry_after(database_url: str) -> None:
     fresh_window(3600, 5)
     async with AsyncTestClient(app=create_app(limited(database_url, "3/h"))) as client:
@@ -71,6 +72,7 @@ async def test_over_the_limit_is_a_429_with_retry_after(database_url: str) -> No
             assert "ratelimit-limit" not in health.headers
 
 
+@pytest.mark.read_only
 async def test_the_client_is_the_tokens_subject_else_the_address(
     database_url: str, known: Known
 ) -> None:
@@ -154,6 +156,7 @@ def test_two_workers_hold_one_limit_together(
     assert statuses[:20] == [200] * 20
 
 
+@pytest.mark.read_only
 async def test_a_redis_that_does_not_answer_lets_requests_through(
     database_url: str, tmp_path: Path
 ) -> None:
