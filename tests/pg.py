@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -160,7 +161,10 @@ class Spares:
     DROP of the one before). The thread has its own admin connection; nothing else
     changes: each test still gets a fresh copy of the template, and no database is left."""
 
+    made: ClassVar[list[Spares]] = []  # every one of this process, for settle_spares()
+
     def __init__(self, admin_url: str, template: str) -> None:
+        Spares.made.append(self)
         self.admin_url = admin_url
         self.template = template
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spares-{template}")
@@ -191,6 +195,10 @@ class Spares:
         """Drop the clone, after the test, without waiting for it."""
         self.thread.submit(self._execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def settle(self) -> None:
+        """Wait until the work asked of the thread so far (a clone, drops) is done."""
+        self.thread.submit(lambda: None).result()
+
     def close(self) -> None:
         if self.next is not None:
             with contextlib.suppress(psycopg.OperationalError):
@@ -198,7 +206,15 @@ class Spares:
                 self.give_back(name)
         self.thread.submit(self._close_connection).result()
         self.thread.shutdown()
+        Spares.made.remove(self)
 
     def _close_connection(self) -> None:
         if self.connection is not None:
             self.connection.close()
+
+
+def settle_spares() -> None:
+    """Wait until no spare is being made or dropped: for a test that needs the server
+    idle (a standby with nothing to replay)."""
+    for spares in Spares.made:
+        spares.settle()

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.db.replicas import CHECK_EVERY, lag_seconds
 from service.settings import Settings, database_address
+from tests import pg
 from tests.client import assert_invalid
 from tests.inloop import app_and_client, database_of
 from tests.known import Known
@@ -338,6 +339,8 @@ async def test_an_idle_primary_with_a_caught_up_replica_reports_no_lag(
             )
             return age is not None and age >= 2.0
 
+        # No clone made or dropped in the background (tests.pg.Spares) while the primary idles.
+        await asyncio.to_thread(pg.settle_spares)
         async with serving(replica_settings(database_url, replica_url)) as client:
             await until(idle_for_two_seconds, "the primary idle for 2 s")
             lags = []
