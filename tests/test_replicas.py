@@ -347,12 +347,14 @@ async def test_an_idle_primary_with_a_caught_up_replica_reports_no_lag(
             for _ in range(3):  # three checks apart
                 lags.append((await replica_entry(client))["lag_seconds"])
                 await asyncio.sleep(1.0)
-            # The standby replays the whole test cluster, which another xdist worker may
-            # write to between two checks: the replica is then honestly behind, by at most
-            # one check (CHECK_EVERY). Timestamps alone would say 2 s or more, and growing.
-            assert all(lag <= CHECK_EVERY for lag in lags), lags
+            # The standby replays the whole test cluster, where the server itself may write
+            # (a checkpoint, autovacuum) between two checks: the replica is then honestly
+            # behind by one check, measured as CHECK_EVERY plus the checks' own delay
+            # ([0.0, 1.003, 0.0] on a busy machine), so under two checks. Timestamps alone
+            # would say 2 s or more at the first check, and growing by a check each time.
+            assert all(lag < 2 * CHECK_EVERY for lag in lags), lags
             lag, up = await gauges(client, database_address(replica_url))
-            assert lag <= CHECK_EVERY
+            assert lag < 2 * CHECK_EVERY
             assert up == 1.0
     finally:
         await replica.close()
