@@ -119,7 +119,7 @@ async def seeded_template(admin_url: str, template_db: str) -> AsyncIterator[tup
 
 def shared_clone(admin_url: str, template: str) -> Iterator[str]:
     name, url = pg.clone(admin_url, template)
-    pg.admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    pg.refuse_writes(admin_url, name)
     yield url
     pg.drop(admin_url, name)
 
@@ -160,13 +160,28 @@ def database_url(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str
             str, request.getfixturevalue(f"shared_{'seeded' if seeded(request) else 'empty'}_url")
         )
         return
-    if seeded(request):
-        template: str = request.getfixturevalue("seeded_template")[0]
-    else:
-        template = request.getfixturevalue("template_db")
-    name, url = pg.clone(admin_url, template)
+    spares: pg.Spares = request.getfixturevalue(
+        f"{'seeded' if seeded(request) else 'empty'}_spares"
+    )
+    name, url = spares.take()
     yield url
-    pg.drop(admin_url, name)
+    spares.give_back(name)
+
+
+@pytest.fixture(scope="session")
+def empty_spares(admin_url: str, template_db: str) -> Iterator[pg.Spares]:
+    """Clones of the empty template, made a test ahead (tests.pg.Spares)."""
+    spares = pg.Spares(admin_url, template_db)
+    yield spares
+    spares.close()
+
+
+@pytest.fixture(scope="session")
+def seeded_spares(admin_url: str, seeded_template: tuple[str, Known]) -> Iterator[pg.Spares]:
+    """Clones of the seeded template, made a test ahead (tests.pg.Spares)."""
+    spares = pg.Spares(admin_url, seeded_template[0])
+    yield spares
+    spares.close()
 
 
 @pytest.fixture

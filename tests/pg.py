@@ -13,8 +13,10 @@ import contextlib
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -118,21 +120,101 @@ _file_copy: dict[str, bool] = {}
 
 
 def clone(admin_url: str, template: str, name: str | None = None) -> tuple[str, str]:
-    """A new database copied from `template`: STRATEGY FILE_COPY copies the few
-    megabytes of a small database as files instead of writing each block to the
-    WAL (PostgreSQL 15+); an older server that refuses it gets a plain copy."""
+    """A new database copied from `template`: (its name, its URL)."""
+    return _clone(lambda sql: admin_execute(admin_url, sql), admin_url, template, name)
+
+
+def _clone(
+    execute: Callable[[str], None], admin_url: str, template: str, name: str | None = None
+) -> tuple[str, str]:
+    """STRATEGY FILE_COPY copies the few megabytes of a small database as files instead
+    of writing each block to the WAL (PostgreSQL 15+); an older server that refuses it
+    gets a plain copy."""
     name = name or f"test_{os.getpid()}_{next(_counter)}"
     create = f'CREATE DATABASE "{name}" TEMPLATE "{template}"'
     if _file_copy.get(admin_url, True):
         try:
-            admin_execute(admin_url, f"{create} STRATEGY FILE_COPY")
+            execute(f"{create} STRATEGY FILE_COPY")
             _file_copy[admin_url] = True
             return name, with_database(admin_url, name)
         except psycopg.errors.SyntaxError:  # before PostgreSQL 15: no STRATEGY option
             _file_copy[admin_url] = False
-    admin_execute(admin_url, create)
+    execute(create)
     return name, with_database(admin_url, name)
+
+
+def refuse_writes(admin_url: str, name: str) -> None:
+    """Sessions opened on `name` from now on refuse writes (default_transaction_read_only):
+    a test that shares the database and writes by mistake fails instead of changing what
+    the other tests read."""
+    admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
 
 
 def drop(admin_url: str, name: str) -> None:
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Spares:
+    """Clones of one template made one test ahead, and dropped after their test, in a
+    thread of their own: a test that needs a database of its own takes the one made
+    while the test before it ran, instead of waiting for CREATE DATABASE (and for the
+    DROP of the one before). The thread has its own admin connection; nothing else
+    changes: each test still gets a fresh copy of the template, and no database is left."""
+
+    made: ClassVar[list[Spares]] = []  # every one of this process, for settle_spares()
+
+    def __init__(self, admin_url: str, template: str) -> None:
+        Spares.made.append(self)
+        self.admin_url = admin_url
+        self.template = template
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spares-{template}")
+        self.next: Future[tuple[str, str]] | None = None
+        self.connection: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _execute(self, sql: str) -> None:  # in the thread only
+        if self.connection is None or self.connection.closed or self.connection.broken:
+            self.connection = psycopg.connect(self.admin_url, autocommit=True)
+        self.connection.execute(sql.encode())
+
+    def _clone(self) -> tuple[str, str]:
+        return _clone(self._execute, self.admin_url, self.template)
+
+    def take(self) -> tuple[str, str]:
+        """A fresh clone (name, URL); the next one starts at once. A clone that failed
+        (a test restarted the server while it was made) is made again, once."""
+        ready = self.next or self.thread.submit(self._clone)
+        self.next = None
+        try:
+            made = ready.result()
+        except psycopg.OperationalError:
+            made = self.thread.submit(self._clone).result()
+        self.next = self.thread.submit(self._clone)
+        return made
+
+    def give_back(self, name: str) -> None:
+        """Drop the clone, after the test, without waiting for it."""
+        self.thread.submit(self._execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def settle(self) -> None:
+        """Wait until the work asked of the thread so far (a clone, drops) is done."""
+        self.thread.submit(lambda: None).result()
+
+    def close(self) -> None:
+        if self.next is not None:
+            with contextlib.suppress(psycopg.OperationalError):
+                name, _url = self.next.result()
+                self.give_back(name)
+        self.thread.submit(self._close_connection).result()
+        self.thread.shutdown()
+        Spares.made.remove(self)
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+def settle_spares() -> None:
+    """Wait until no spare is being made or dropped: for a test that needs the server
+    idle (a standby with nothing to replay)."""
+    for spares in Spares.made:
+        spares.settle()

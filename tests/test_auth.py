@@ -123,6 +123,7 @@ def test_the_scope_follows_method_and_path(method: str, path: str, scope: str | 
 # --- in and out -------------------------------------------------------------------------
 
 
+@pytest.mark.read_only
 async def test_a_read_token_reads_everything(guarded: Client, known: Known) -> None:
     headers = bearer(hs256(claims()))
     deal = known.deals[0].id
@@ -132,6 +133,7 @@ async def test_a_read_token_reads_everything(guarded: Client, known: Known) -> N
     assert (await guarded.head(f"/deals/{deal}", headers=headers)).status_code == 200
 
 
+@pytest.mark.read_only
 async def test_no_token_is_a_401_with_the_bearer_challenge(guarded: Client, known: Known) -> None:
     for path in ("/deals", f"/deals/{known.deals[0].id}", "/hotels", "/categories"):
         response = await guarded.get(path)
@@ -141,6 +143,7 @@ async def test_no_token_is_a_401_with_the_bearer_challenge(guarded: Client, know
         )
 
 
+@pytest.mark.read_only
 async def test_health_and_docs_stay_open(guarded: Client) -> None:
     for path in ("/health", "/health/live", "/health/ready", "/docs", "/docs/openapi.json"):
         assert (await guarded.get(path)).status_code == 200, path
@@ -173,6 +176,7 @@ async def test_a_write_token_writes_and_a_read_token_gets_403(
     assert deleted.status_code == 204
 
 
+@pytest.mark.read_only
 async def test_a_write_only_token_cannot_read(guarded: Client, known: Known) -> None:
     response = await guarded.get("/deals", headers=bearer(hs256(claims(WRITE))))
     assert response.status_code == 403
@@ -190,10 +194,12 @@ async def test_the_check_comes_before_any_database_work(tmp_path: Path) -> None:
         assert (await client.get("/deals/1", headers=bearer(hs256(claims())))).status_code == 503
 
 
+@pytest.mark.read_only
 async def test_an_unknown_path_is_a_404_whatever_the_token(guarded: Client) -> None:
     assert (await guarded.get("/nothing-here")).status_code == 404
 
 
+@pytest.mark.read_only
 async def test_leeway_allows_a_little_clock_skew(guarded: Client, known: Known) -> None:
     just_expired = hs256(claims(ttl=-10))  # within the default 30 s
     assert (await guarded.get("/categories", headers=bearer(just_expired))).status_code == 200
@@ -203,6 +209,7 @@ async def test_leeway_allows_a_little_clock_skew(guarded: Client, known: Known) 
     )
 
 
+@pytest.mark.read_only
 async def test_the_audience_is_checked_when_set(database_url: str, known: Known) -> None:
     settings = auth_settings(database_url, auth_jwt_audience="deals-api")
     async with AsyncTestClient(app=create_app(settings)) as client:
@@ -214,6 +221,7 @@ async def test_the_audience_is_checked_when_set(database_url: str, known: Known)
 
 
 @pytest.mark.parametrize("kind", ["RS256", "ES256"])
+@pytest.mark.read_only
 async def test_a_public_key_verifies_its_own_algorithm(
     database_url: str, known: Known, tmp_path: Path, kind: str
 ) -> None:
@@ -231,6 +239,7 @@ async def test_a_public_key_verifies_its_own_algorithm(
         assert_unauthenticated(await client.get("/categories"), None)
 
 
+@pytest.mark.read_only
 async def test_a_remembered_token_is_still_refused_once_expired(
     database_url: str, known: Known
 ) -> None:
@@ -270,6 +279,7 @@ def test_a_token_not_yet_valid_is_not_remembered() -> None:
 # --- /metrics ---------------------------------------------------------------------------
 
 
+@pytest.mark.read_only
 async def test_metrics_needs_its_token_when_set(database_url: str) -> None:
     metrics_token = secrets.token_urlsafe(24)
     settings = auth_settings(database_url, metrics_token=metrics_token)
@@ -283,6 +293,7 @@ async def test_metrics_needs_its_token_when_set(database_url: str) -> None:
         assert right.status_code == 200
 
 
+@pytest.mark.read_only
 async def test_metrics_token_alone_leaves_the_api_open(database_url: str) -> None:
     metrics_token = secrets.token_urlsafe(24)
     settings = Settings(database_url=database_url, metrics_token=metrics_token)
@@ -291,6 +302,7 @@ async def test_metrics_token_alone_leaves_the_api_open(database_url: str) -> Non
         assert (await client.get("/metrics")).status_code == 401
 
 
+@pytest.mark.read_only
 async def test_without_a_key_the_api_and_metrics_are_open(client: Client) -> None:
     assert (await client.get("/categories")).status_code == 200
     assert (await client.get("/metrics")).status_code == 200
@@ -346,6 +358,7 @@ def test_a_small_rsa_key_is_refused(tmp_path: Path) -> None:
 # --- the OpenAPI document ---------------------------------------------------------------
 
 
+@pytest.mark.read_only
 async def test_the_document_declares_the_scheme_and_each_scope(guarded: Client) -> None:
     document = (await guarded.get("/docs/openapi.json")).json()
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
@@ -380,6 +393,7 @@ async def test_the_document_declares_the_scheme_and_each_scope(guarded: Client) 
         assert body == {"$ref": "#/components/schemas/ErrorResponse"}
 
 
+@pytest.mark.read_only
 async def test_an_open_api_declares_no_security(client: Client) -> None:
     document = (await client.get("/docs/openapi.json")).json()
     assert "securitySchemes" not in document["components"]
@@ -394,6 +408,7 @@ OPEN_WARNING = (
 )
 
 
+@pytest.mark.read_only
 def test_serve_warns_at_start_up_when_the_api_is_open(database_url: str, tmp_path: Path) -> None:
     with serving(database_url, tmp_path / "serve.log", LOG_FORMAT="json") as server:
         lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
@@ -579,6 +594,7 @@ def hostile_headers(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
+@pytest.mark.read_only
 async def test_a_hostile_token_gets_a_401(guarded: Client, known: Known, name: str) -> None:
     description = hostile_tokens()[name][1]
     for method, path in (("GET", "/deals"), ("DELETE", f"/deals/{known.deals[0].id}")):
@@ -589,6 +605,7 @@ async def test_a_hostile_token_gets_a_401(guarded: Client, known: Known, name: s
     ).status_code == 200
 
 
+@pytest.mark.read_only
 async def test_a_wrong_audience_gets_a_401(database_url: str, known: Known) -> None:
     settings = auth_settings(database_url, auth_jwt_audience="deals-api")
     async with AsyncTestClient(app=create_app(settings)) as client:
@@ -597,6 +614,7 @@ async def test_a_wrong_audience_gets_a_401(database_url: str, known: Known) -> N
             assert_unauthenticated(response, "the token is for another audience")
 
 
+@pytest.mark.read_only
 async def test_a_read_token_cannot_write(guarded: Client, known: Known) -> None:
     read = bearer(hs256(claims(READ)))
     deal = known.deals[0].id
@@ -619,6 +637,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+@pytest.mark.read_only
 async def test_key_confusion_hs256_signed_with_the_public_key_is_refused(
     database_url: str, known: Known, tmp_path: Path, rsa_key: rsa.RSAPrivateKey
 ) -> None:
@@ -646,6 +665,7 @@ async def test_key_confusion_hs256_signed_with_the_public_key_is_refused(
         assert (await client.get("/categories", headers=bearer(genuine))).status_code == 200
 
 
+@pytest.mark.read_only
 def test_no_token_or_secret_reaches_the_log(
     database_url: str, known: Known, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -26,6 +26,7 @@ from service.db.catalogue import CATALOGUE
 from service.load.steps import load_file
 from service.settings import Settings
 from tests import loadkit, pg
+from tests.conftest import settings_for
 
 Client = AsyncTestClient[Litestar]
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
@@ -147,12 +148,26 @@ def expected(names: set[str]) -> dict[str, tuple[set[str], int]]:
     }
 
 
+@pytest.fixture(scope="module")
+async def cities(admin_url: str, template_db: str) -> AsyncIterator[Client]:
+    """An app over one database of the seeded hotels, shared by the module's tests that
+    only read them; the database refuses writes (tests.pg.refuse_writes)."""
+    name, url = pg.clone(admin_url, template_db)
+    try:
+        async with pg.connected(url) as conn:
+            await seed(conn)
+        pg.refuse_writes(admin_url, name)
+        async with AsyncTestClient(app=create_app(settings_for(url))) as client:
+            yield client
+    finally:
+        pg.drop(admin_url, name)
+
+
 @pytest.mark.parametrize(("city", "names"), CASES, ids=[ascii(c) for c, _ in CASES])
 async def test_city_matches_whatever_its_case_and_normalization(
-    client: Client, conn: Conn, city: str, names: set[str]
+    cities: Client, city: str, names: set[str]
 ) -> None:
-    await seed(conn)
-    assert await answers(client, city) == expected(names)
+    assert await answers(cities, city) == expected(names)
 
 
 LOCALES = {
@@ -196,10 +211,24 @@ async def test_every_locale_answers_the_same(locale_db: str) -> None:
             assert await answers(client, city) == expected(names), city
 
 
-@pytest.fixture
-async def planner(conn: Conn) -> Conn:
+@pytest.fixture(scope="module")
+async def planner(admin_url: str, template_db: str) -> AsyncIterator[Conn]:
     """2,000 hotels in 500 cities with 20,000 deals, analyzed: enough rows that the
-    planner reaches for an index on a selective city."""
+    planner reaches for an index on a selective city. One database for the module's
+    plan tests, which only read it (it refuses writes: tests.pg.refuse_writes)."""
+    name, url = pg.clone(admin_url, template_db)
+    try:
+        async with pg.connected(url) as conn:
+            await fill_for_the_planner(conn)
+        pg.refuse_writes(admin_url, name)
+        async with pg.connected(url) as conn:
+            await conn.execute("SET plan_cache_mode = force_custom_plan")  # as the pool runs them
+            yield conn
+    finally:
+        pg.drop(admin_url, name)
+
+
+async def fill_for_the_planner(conn: Conn) -> None:
     await conn.execute(
         "INSERT INTO hotels (name, city, country, phone, star_rating) "
         "SELECT 'Hotel ' || i, 'Città ' || i % 500, 'Country', '+1-' || i, 1 + i % 5 "
@@ -217,8 +246,6 @@ async def planner(conn: Conn) -> Conn:
         "INSERT INTO deal_categories (deal_id, category_id) SELECT id, 1 + id % 2 FROM deals"
     )
     await conn.execute("ANALYZE")
-    await conn.execute("SET plan_cache_mode = force_custom_plan")  # as the pool runs them
-    return conn
 
 
 CITY = re.compile(r"\$1::text IS NULL OR lower\(upper\(normalize\(h\.city")

@@ -62,11 +62,13 @@ def walk(value: Any) -> Iterator[Any]:
             yield from walk(child)
 
 
+@pytest.mark.read_only
 async def test_the_served_document_is_valid_openapi_3_1(document: Any) -> None:
     errors = [error.message for error in OpenAPIV31SpecValidator(document).iter_errors()]
     assert errors == []
 
 
+@pytest.mark.read_only
 async def test_every_response_header_has_a_schema(document: Any) -> None:
     for path, method, operation in operations(document):
         for status, response in operation["responses"].items():
@@ -74,6 +76,7 @@ async def test_every_response_header_has_a_schema(document: Any) -> None:
                 assert "schema" in header, (path, method, status, name)
 
 
+@pytest.mark.read_only
 async def test_deal_reads_and_writes_declare_etag_and_location(document: Any) -> None:
     deals, one = document["paths"]["/deals"], document["paths"]["/deals/{id}"]
     etag = one["get"]["responses"]["200"]["headers"]["ETag"]
@@ -86,6 +89,7 @@ async def test_deal_reads_and_writes_declare_etag_and_location(document: Any) ->
     assert created["Location"]["required"] is True
 
 
+@pytest.mark.read_only
 async def test_every_503_declares_retry_after(document: Any) -> None:
     found = 0
     for _path, _method, operation in operations(document):
@@ -96,6 +100,7 @@ async def test_every_503_declares_retry_after(document: Any) -> None:
     assert found >= 8
 
 
+@pytest.mark.read_only
 async def test_integers_are_integers(document: Any) -> None:
     floats = [v for v in walk(document) if isinstance(v, float)]
     assert floats == []
@@ -108,6 +113,7 @@ async def test_integers_are_integers(document: Any) -> None:
     assert json.dumps(BIGINT_MAX) in json.dumps(deal_id)
 
 
+@pytest.mark.read_only
 async def test_no_text_parameter_is_nullable(document: Any) -> None:
     nullable = set()
     for _path, _method, operation in operations(document):
@@ -126,6 +132,7 @@ async def test_no_text_parameter_is_nullable(document: Any) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.read_only
 async def test_every_error_is_documented_with_the_one_body(document: Any) -> None:
     shared = document["components"]["responses"]
     assert sorted(shared) == ["InternalError", "MethodNotAllowed", "UnknownRoute"]
@@ -142,6 +149,7 @@ async def test_every_error_is_documented_with_the_one_body(document: Any) -> Non
                 assert response["content"]["application/json"]["schema"] == ERROR_BODY
 
 
+@pytest.mark.read_only
 async def test_the_shared_errors_answer_as_documented(client: Client) -> None:
     unknown = await client.get("/no/such/route")
     assert unknown.status_code == 404

@@ -104,6 +104,7 @@ RULES = [
 
 
 @pytest.mark.parametrize(("field", "value", "message"), RULES)
+@pytest.mark.read_only
 async def test_create_rejects_each_rule_naming_the_field(
     client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record], field: str,
     value: Any, message: str,
@@ -132,6 +133,7 @@ async def test_an_integer_field_takes_a_number_with_no_fraction(
     assert sorted(fields_named(refused)) == ["deal_id", "hotel_id"]
 
 
+@pytest.mark.read_only
 async def test_create_names_every_failing_field_at_once(client: Client, known: Known) -> None:
     body = new_deal(known, price_per_night="0", discount_percent="101", hotel_id=..., extra=1)
     response = await client.post("/deals", json=body)
@@ -141,6 +143,7 @@ async def test_create_names_every_failing_field_at_once(client: Client, known: K
     ]  # fmt: skip
 
 
+@pytest.mark.read_only
 async def test_create_unknown_categories_name_unknown_and_known(
     client: Client, known: Known
 ) -> None:
@@ -166,6 +169,7 @@ async def test_create_with_taken_deal_id_is_409(client: Client, known: Known) ->
     assert_error(response.json(), "CONFLICT")
 
 
+@pytest.mark.read_only
 async def test_malformed_json_is_400(client: Client, known: Known) -> None:
     response = await client.post(
         "/deals", content=b'{"hotel_id": 1,', headers={"content-type": "application/json"}
@@ -175,6 +179,7 @@ async def test_malformed_json_is_400(client: Client, known: Known) -> None:
 
 
 @pytest.mark.parametrize("size", [40_000, 65_536, 65_538])
+@pytest.mark.read_only
 async def test_deep_json_is_400_under_the_limit_and_413_over_it(
     client: Client, known: Known, settings: Settings, size: int
 ) -> None:
@@ -193,12 +198,14 @@ async def test_deep_json_is_400_under_the_limit_and_413_over_it(
         assert_error(response.json(), "PAYLOAD_TOO_LARGE")
 
 
+@pytest.mark.read_only
 async def test_non_object_json_is_422(client: Client, known: Known) -> None:
     response = await client.post("/deals", json=[1, 2])
     assert response.status_code == 422
     assert fields_named(response) == ["$"]
 
 
+@pytest.mark.read_only
 async def test_wrong_content_type_is_415(client: Client, known: Known) -> None:
     response = await client.post(
         "/deals", content=b"hotel_id=1", headers={"content-type": "text/plain"}
@@ -207,6 +214,7 @@ async def test_wrong_content_type_is_415(client: Client, known: Known) -> None:
     assert_error(response.json(), "UNSUPPORTED_MEDIA_TYPE")
 
 
+@pytest.mark.read_only
 async def test_body_over_the_limit_is_413(client: Client, known: Known) -> None:
     huge = new_deal(known, room_type="x" * 70_000)
     response = await client.post("/deals", json=huge)
@@ -234,6 +242,7 @@ async def test_patch_changes_only_the_fields_sent(client: Client, known: Known) 
     assert unchanged == {k: v for k, v in before.items() if k not in ("price_per_night", "version")}
 
 
+@pytest.mark.read_only
 async def test_patch_refuses_money_as_a_json_number(client: Client, known: Known) -> None:
     deal = known.deals[3]
     response = await client.patch(
@@ -309,11 +318,13 @@ async def test_if_match_on_patch_and_delete(client: Client, known: Known) -> Non
     assert deleted.status_code == 204
 
 
+@pytest.mark.read_only
 async def test_empty_patch_is_422(client: Client, known: Known) -> None:
     response = await client.patch(f"/deals/{known.deals[0].id}", json={"version": 1})
     assert response.status_code == 422
 
 
+@pytest.mark.read_only
 async def test_patch_unknown_field_is_422(client: Client, known: Known) -> None:
     response = await client.patch(f"/deals/{known.deals[0].id}", json={"deal_id": 5})
     assert response.status_code == 422
@@ -377,6 +388,7 @@ async def test_check_violation_that_reaches_the_database_maps_to_422(
     assert translate(dup.value).status_code == 409
 
 
+@pytest.mark.read_only
 async def test_malformed_if_match_is_422(client: Client, known: Known) -> None:
     response = await client.delete(f"/deals/{known.deals[0].id}", headers={"If-Match": "3"})
     assert response.status_code == 422
@@ -453,6 +465,7 @@ async def test_changing_only_categories_raises_the_version(client: Client, known
     assert (response.json()["categories"], response.json()["version"]) == (["budget"], 2)
 
 
+@pytest.mark.read_only
 async def test_unknown_categories_come_in_the_same_422_as_the_other_fields(
     client: Client, known: Known
 ) -> None:

@@ -193,6 +193,7 @@ async def test_a_cursor_older_than_the_retention_is_410(client: Client, known: K
     assert (await client.get("/events", params={"after": fresh})).status_code == 200
 
 
+@pytest.mark.read_only
 async def test_an_empty_page_moves_the_cursor_date_so_a_quiet_feed_never_expires(
     settings: Settings,
 ) -> None:

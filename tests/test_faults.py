@@ -19,6 +19,7 @@ from tests.inloop import app_and_client, database_of
 from tests.test_health import assert_error
 
 
+@pytest.mark.read_only
 async def test_pool_acquire_timeout_gives_503(database_url: str) -> None:
     settings = Settings(
         database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.3
@@ -32,6 +33,7 @@ async def test_pool_acquire_timeout_gives_503(database_url: str) -> None:
         assert (await client.get("/health")).status_code == 200
 
 
+@pytest.mark.read_only
 async def test_overload_is_shed_at_once_beyond_the_waiters_limit(database_url: str) -> None:
     settings = Settings(
         database_url=database_url,
@@ -50,6 +52,7 @@ async def test_overload_is_shed_at_once_beyond_the_waiters_limit(database_url: s
         assert (await client.get("/health")).status_code == 200
 
 
+@pytest.mark.read_only
 async def test_statement_timeout_gives_504(
     database_url: str, conn: asyncpg.Connection[asyncpg.Record]
 ) -> None:
@@ -108,6 +111,7 @@ def test_db_url_hides_the_password_unless_asked(
     assert SECRET in capsys.readouterr().out
 
 
+@pytest.mark.read_only
 async def test_gauges_report_the_pool(database_url: str) -> None:
     db = Database(Settings(database_url=database_url, pool_min_size=2, pool_max_size=3))
     await db.open()

@@ -94,6 +94,7 @@ BODIES: list[tuple[bytes, int]] = [
 
 
 @pytest.mark.parametrize(("body", "status"), BODIES)
+@pytest.mark.read_only
 async def test_hostile_bodies(
     client: Client, known: Known, conn: asyncpg.Connection[asyncpg.Record], body: bytes, status: int
 ) -> None:

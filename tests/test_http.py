@@ -98,6 +98,7 @@ async def test_a_100_item_page_is_gzipped_when_asked(
         ("", False),
     ],
 )
+@pytest.mark.read_only
 async def test_gzip_only_when_accept_encoding_allows_it(
     client: Client, known: Known, accept_encoding: str, compressed: bool
 ) -> None:
@@ -110,6 +111,7 @@ async def test_gzip_only_when_accept_encoding_allows_it(
     assert (gzip.decompress(body) if compressed else body).startswith(b'{"items":[')
 
 
+@pytest.mark.read_only
 async def test_a_small_answer_is_not_compressed_but_still_varies(client: Client) -> None:
     response, body = await raw(client, "GET", "/health/live", **GZIP)
     assert response.status_code == 200
@@ -152,6 +154,7 @@ GET_ROUTES = [
 
 @pytest.mark.parametrize("encoding", [IDENTITY, GZIP], ids=["identity", "gzip"])
 @pytest.mark.parametrize("path", GET_ROUTES)
+@pytest.mark.read_only
 async def test_head_is_get_without_the_body(
     client: Client, known: Known, path: str, encoding: dict[str, str]
 ) -> None:
@@ -171,6 +174,7 @@ async def test_head_is_get_without_the_body(
     assert int(head.headers["content-length"]) == len(body)
 
 
+@pytest.mark.read_only
 async def test_head_of_the_docs_page_gives_its_length(client: Client) -> None:
     got, body = await raw(client, "GET", "/docs", **IDENTITY)
     head, _ = await raw(client, "HEAD", "/docs", **IDENTITY)
@@ -190,6 +194,7 @@ async def test_head_of_the_docs_page_gives_its_length(client: Client) -> None:
         ("DELETE", "/docs", "GET, HEAD, OPTIONS"),
     ],
 )
+@pytest.mark.read_only
 async def test_other_methods_are_405_and_allow_lists_head(
     client: Client, method: str, path: str, allow: str
 ) -> None:
@@ -199,12 +204,14 @@ async def test_other_methods_are_405_and_allow_lists_head(
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.read_only
 async def test_options_allow_lists_head(client: Client) -> None:
     response = await client.options("/deals")
     assert response.status_code == 204
     assert response.headers["allow"] == "GET, HEAD, OPTIONS, POST"
 
 
+@pytest.mark.read_only
 async def test_the_openapi_document_lists_no_head(client: Client) -> None:
     paths = (await client.get("/docs/openapi.json")).json()["paths"]
     assert paths
@@ -212,6 +219,7 @@ async def test_the_openapi_document_lists_no_head(client: Client) -> None:
     assert not [p for p in paths if p.startswith("/docs")]
 
 
+@pytest.mark.read_only
 async def test_head_over_a_real_socket_sends_no_body(database_url: str, tmp_path: Path) -> None:
     """uvicorn sees HEAD (the layer serves GET in a copy of the scope) and sends the
     headers of GET, Content-Length included, and not one byte of body."""
@@ -247,6 +255,7 @@ def exchange(port: int, request: str) -> bytes:
 @pytest.mark.parametrize(
     "if_none_match", ['"1"', 'W/"1"', '"7", "1"', 'W/"7",W/"1"', "*", ' "9" , "1" ']
 )
+@pytest.mark.read_only
 async def test_if_none_match_that_matches_is_304(
     client: Client, known: Known, if_none_match: str
 ) -> None:
@@ -265,6 +274,7 @@ async def test_if_none_match_that_matches_is_304(
 
 
 @pytest.mark.parametrize("if_none_match", ['"2"', 'W/"11"', '"1', "1", "", 'W/ "1"', '"1" "2"'])
+@pytest.mark.read_only
 async def test_if_none_match_that_does_not_match_is_200(
     client: Client, known: Known, if_none_match: str
 ) -> None:
@@ -290,6 +300,7 @@ async def test_if_none_match_after_a_change_is_200_with_the_new_etag(
     assert fresh.status_code == 304
 
 
+@pytest.mark.read_only
 async def test_if_none_match_star_on_an_absent_deal_is_404(client: Client, known: Known) -> None:
     response = await client.get("/deals/999999", headers={"If-None-Match": "*"})
     assert response.status_code == 404
@@ -319,6 +330,7 @@ def cors_headers(response: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("origin", [LISTED, "http://localhost:3000", "https://ui.example.org"])
+@pytest.mark.read_only
 async def test_a_preflight_from_a_listed_origin_gets_what_it_needs(
     cors_client: Client, origin: str
 ) -> None:
@@ -339,6 +351,7 @@ async def test_a_preflight_from_a_listed_origin_gets_what_it_needs(
 @pytest.mark.parametrize(
     "origin", ["https://evil.example.net", "http://app.example.com", "https://example.org", "null"]
 )
+@pytest.mark.read_only
 async def test_a_preflight_from_an_unlisted_origin_gets_no_cors_header(
     cors_client: Client, origin: str
 ) -> None:
@@ -349,6 +362,7 @@ async def test_a_preflight_from_an_unlisted_origin_gets_no_cors_header(
     assert response.headers["vary"] == "Accept-Encoding, Origin"
 
 
+@pytest.mark.read_only
 async def test_a_request_from_a_listed_origin_may_read_the_headers(
     cors_client: Client, known: Known
 ) -> None:
@@ -368,6 +382,7 @@ async def test_a_request_from_a_listed_origin_may_read_the_headers(
     assert missing.headers["access-control-allow-origin"] == LISTED
 
 
+@pytest.mark.read_only
 async def test_a_request_from_an_unlisted_origin_gets_no_cors_header(
     cors_client: Client, known: Known
 ) -> None:
@@ -377,6 +392,7 @@ async def test_a_request_from_an_unlisted_origin_gets_no_cors_header(
     assert response.headers["vary"] == "Accept-Encoding, Origin"
 
 
+@pytest.mark.read_only
 async def test_cors_is_off_by_default(client: Client, known: Known) -> None:
     preflight = await client.options("/deals/1", headers={"Origin": LISTED, **PREFLIGHT})
     assert preflight.status_code == 204
@@ -387,6 +403,7 @@ async def test_cors_is_off_by_default(client: Client, known: Known) -> None:
     assert response.headers["vary"] == "Accept-Encoding"
 
 
+@pytest.mark.read_only
 async def test_cors_origins_from_the_environment(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with serving(database_url, log, CORS_ORIGINS=f" {LISTED} ,") as server:
@@ -421,6 +438,7 @@ CONTENT_TYPES = {
 }
 
 
+@pytest.mark.read_only
 async def test_the_docs_page_loads_only_its_own_assets(client: Client) -> None:
     page = await client.get("/docs")
     assert page.status_code == 200
@@ -445,6 +463,7 @@ async def test_the_docs_page_loads_only_its_own_assets(client: Client) -> None:
         assert asset.content == (SWAGGER_UI / Path(url).name).read_bytes()
 
 
+@pytest.mark.read_only
 async def test_the_swagger_ui_is_version_5_for_openapi_3_1(client: Client) -> None:
     bundle = await client.get("/docs/assets/swagger-ui-bundle.js")
     assert bundle.status_code == 200
@@ -455,6 +474,7 @@ async def test_the_swagger_ui_is_version_5_for_openapi_3_1(client: Client) -> No
 @pytest.mark.parametrize(
     "name", ["index.html", "swagger-initializer.js", "..%2Fswagger-ui.css", "nothing.js"]
 )
+@pytest.mark.read_only
 async def test_only_the_listed_assets_are_served(client: Client, name: str) -> None:
     response = await client.get(f"/docs/assets/{name}")
     assert response.status_code == 404
@@ -473,6 +493,7 @@ def next_url(response: Any) -> str | None:
     return match[1]
 
 
+@pytest.mark.read_only
 async def test_cursor_pages_link_to_the_next_page(client: Client, known: Known) -> None:
     url: str | None = "/deals?city=paris&cursor=&sort=-price&limit=4"
     ids: list[int] = []
@@ -495,6 +516,7 @@ async def test_cursor_pages_link_to_the_next_page(client: Client, known: Known) 
     assert pages == -(-len(paris) // 4)
 
 
+@pytest.mark.read_only
 async def test_a_cursor_page_without_a_next_page_has_no_link(client: Client, known: Known) -> None:
     response = await client.get("/deals?cursor=&limit=100")
     assert response.status_code == 200
@@ -502,6 +524,7 @@ async def test_a_cursor_page_without_a_next_page_has_no_link(client: Client, kno
     assert "link" not in response.headers
 
 
+@pytest.mark.read_only
 async def test_offset_pages_have_no_link(client: Client, known: Known) -> None:
     response = await client.get("/deals?limit=2")
     assert response.status_code == 200

@@ -153,6 +153,7 @@ async def test_skipped_rows_listed_are_at_most_1000_and_counted_exactly(
     ("content_type", "shown"),
     [("application/json", "application/json"), (None, "nothing"), ("text/plain", "text/plain")],
 )
+@pytest.mark.read_only
 async def test_another_content_type_is_a_415(
     client: Client, conn: Conn, content_type: str | None, shown: str
 ) -> None:
@@ -169,6 +170,7 @@ async def test_another_content_type_is_a_415(
     assert await loadkit.counts(conn) == EMPTY
 
 
+@pytest.mark.read_only
 async def test_an_unknown_mode_is_refused(client: Client, conn: Conn) -> None:
     response = await client.post(
         "/deals/import", params={"mode": "lenient"}, content=csv_bytes(rows(3)), headers=CSV
@@ -182,6 +184,7 @@ async def test_an_unknown_mode_is_refused(client: Client, conn: Conn) -> None:
     assert await loadkit.counts(conn) == EMPTY
 
 
+@pytest.mark.read_only
 async def test_a_malformed_body_is_a_422_malformed_file(client: Client, conn: Conn) -> None:
     response = await client.post("/deals/import", content=b"deal_id,price\n1,2\n", headers=CSV)
     assert response.status_code == 422, response.text
@@ -201,6 +204,7 @@ async def small_client(database_url: str) -> AsyncIterator[Client]:
         yield test_client
 
 
+@pytest.mark.read_only
 async def test_a_content_length_over_import_max_bytes_is_a_413(
     small_client: Client, conn: Conn
 ) -> None:

@@ -90,6 +90,7 @@ async def test_a_malformed_file_is_a_clear_error_and_writes_nothing(
     assert await loadkit.counts(conn) == dict.fromkeys(loadkit.TABLES, 0)
 
 
+@pytest.mark.read_only
 async def test_no_such_file(database_url: str, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         await load_file(database_url, tmp_path / "missing.csv")
@@ -97,6 +98,7 @@ async def test_no_such_file(database_url: str, tmp_path: Path) -> None:
         await load_file(database_url, tmp_path)
 
 
+@pytest.mark.read_only
 async def test_an_unwritable_rejects_file_fails_before_any_work(
     database_url: str, conn: Conn, tmp_path: Path
 ) -> None:
@@ -118,6 +120,7 @@ async def test_a_full_disk_for_the_rejects_leaves_the_database_as_it_was(
     assert await loadkit.counts(conn) == dict.fromkeys(loadkit.TABLES, 0)
 
 
+@pytest.mark.read_only
 async def test_a_failure_is_a_load_error(database_url: str, tmp_path: Path) -> None:
     path = tmp_path / "e.csv"
     path.write_bytes(b"")

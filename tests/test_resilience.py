@@ -85,6 +85,7 @@ def fetch_status(url: str) -> int:
         return status
 
 
+@pytest.mark.read_only
 def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str, tmp_path: Path) -> None:
     with serving(database_url, tmp_path / "server.log", LOG_LEVEL="info") as server:
         with psycopg.connect(database_url) as blocker, ThreadPoolExecutor(1) as pool:
@@ -101,6 +102,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str, tmp_
         assert "Application shutdown complete" in server.output()
 
 
+@pytest.mark.read_only
 def test_sigterm_drains_keep_alive_connections_with_connection_close(
     database_url: str, tmp_path: Path
 ) -> None:

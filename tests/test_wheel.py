@@ -133,7 +133,7 @@ def test_the_installed_wheel_migrates_and_serves(
     installed: Path, empty_database: str, tmp_path: Path
 ) -> None:
     deals = str(installed / "bin" / "deals")
-    env = environment(DATABASE_URL=empty_database)
+    env = environment(DATABASE_URL=empty_database, SHUTDOWN_DRAIN_SECONDS="0")  # no drain at SIGINT
     migrated = run([deals, "migrate", "apply"], cwd=tmp_path, env=env)
     assert "migration(s) applied" in migrated.stdout
     status = run([deals, "migrate", "status"], cwd=tmp_path, env=env)
