@@ -72,16 +72,6 @@ def settle_heap() -> None:
     gc.set_threshold(GEN0_THRESHOLD, *older)
 
 
-def worker_app() -> Any:
-    """The uvicorn factory of `deals serve`, run in each worker: the app from the
-    environment, then the heap settled."""
-    from service.api.app import app_from_env  # the app imports this module (drain_middleware)
-
-    app = app_from_env()
-    settle_heap()
-    return app
-
-
 def metrics_folder(workers: int) -> None:
     """With several workers, where they write their metrics (prometheus-client's multiprocess
     mode): PROMETHEUS_MULTIPROC_DIR when set, else a new temporary folder; emptied first, so
@@ -101,7 +91,7 @@ def metrics_folder(workers: int) -> None:
 def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
     metrics_folder(workers)
     config = uvicorn.Config(
-        "service.serve:worker_app",
+        "service.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,

@@ -37,7 +37,7 @@ from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
 from service.compat import fix_options_allow, keep_integer_bounds_exact
 from service.db.pool import Database
-from service.serve import drain_middleware
+from service.serve import drain_middleware, settle_heap
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
@@ -133,7 +133,10 @@ def create_app(settings: Settings) -> Litestar:
 
 
 def app_from_env() -> Litestar:
-    """The uvicorn factory: settings from the environment (DATABASE_URL is set by `deals serve`)."""
+    """The uvicorn factory, run in each worker: settings from the environment
+    (DATABASE_URL is set by `deals serve`), then the worker's heap settled (settle_heap)."""
     settings = Settings.from_env()
     logs.configure(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_heap()
+    return app
