@@ -4,7 +4,10 @@ On the 50,000-deal data set, two `deals serve` (1 worker each, the same tree)
 run side by side: one with METRICS=true ACCESS_LOG=true, one with both false.
 wrk (127.0.0.1 only) loads them alternately, the same duration each, several
 rounds, the order swapped every round (on/off, then off/on) so that a drift
-of the machine's load hits both alike. Per endpoint it prints the median
+of the machine's load hits both alike. Every round starts new server
+processes: two processes of the same configuration can differ by several
+percent (hash seed, memory layout), which one pair kept for every round
+would report as the cost of the measures. Per endpoint it prints the median
 req/s of each and the ratio on / off. Goal: on >= 0.95x off (at most 5%
 slower with the measures on). Beside it, the server process's CPU time per
 request (/proc): on a machine busy with other work, req/s swings by a third
@@ -143,7 +146,7 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    wrk_options(parser, seconds=8, warmup_help="before the rounds")
+    wrk_options(parser, seconds=8, warmup_help="of each server, before each measured run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
@@ -170,21 +173,23 @@ def main() -> None:
         f"load average {load_average()}"
     )
     runs = {(e.name, c.label): Runs() for e in endpoints for c in configs}
-    with ExitStack() as stack:
-        servers = {
-            c.label: stack.enter_context(api_server(url, env={**common, **c.env()}))
-            for c in configs
-        }
-        bases = {label: base for label, (base, _) in servers.items()}
-        for endpoint in endpoints:
-            for c in configs:
-                if args.warmup:
-                    load(bases[c.label], endpoint, args, args.warmup)
-            for number in range(args.rounds):
+    for number in range(args.rounds):
+        # Fresh server processes every round: one process can be several percent faster or
+        # slower than another of the same configuration (its hash seed, its memory layout,
+        # its place among the others), so each round draws new ones for every configuration.
+        with ExitStack() as stack:
+            servers = {
+                c.label: stack.enter_context(api_server(url, env={**common, **c.env()}))
+                for c in order(configs, number)
+            }
+            for endpoint in endpoints:
                 for c in order(configs, number):
-                    pid = servers[c.label][1].pid  # 1 worker: the server process serves
+                    base, process = servers[c.label]
+                    if args.warmup:
+                        load(base, endpoint, args, args.warmup)
+                    pid = process.pid  # 1 worker: the server process serves
                     cpu = cpu_seconds(pid)
-                    result = load(bases[c.label], endpoint, args, args.seconds)
+                    result = load(base, endpoint, args, args.seconds)
                     cpu_us = (cpu_seconds(pid) - cpu) / max(result.requests, 1) * 1e6
                     runs[(endpoint.name, c.label)].results.append(result)
                     runs[(endpoint.name, c.label)].cpu_us.append(cpu_us)
