@@ -393,3 +393,32 @@ async def test_the_cast_pass_types_every_edge_as_the_typed_pass_or_raises(
     assert raised
     assert any(not r[1] for r in cast.values())  # some cast yet not ok: the rules decide those
     assert all(not typed[n][1] for n in raised), [edges[n - 1] for n in raised if typed[n][1]]
+
+
+@pytest.mark.parametrize(
+    ("records", "typing"),
+    [
+        (rows(3), ["insert_cast_rows"]),
+        ([*rows(2), row(3, price_per_night="abc")], ["insert_cast_rows", "insert_typed_rows"]),
+    ],
+    ids=["clean", "a value that does not parse"],
+)
+async def test_a_clean_file_is_typed_by_the_cast_pass_alone(
+    database_url: str, tmp_path: Path, records: list[dict[str, str | None]], typing: list[str]
+) -> None:
+    """The load's typing tries insert_cast_rows first; only a value that does not parse
+    sends it back to insert_typed_rows (which names the problem)."""
+    from service.db import catalogue
+
+    ran: list[str] = []
+
+    def seen(name: str, seconds: float, failed: str | None) -> None:
+        ran.append(name)
+
+    catalogue.observe_queries(seen)
+    try:
+        await load_file(database_url, write(tmp_path / "t.csv", records), skip_bad_rows=True)
+    finally:
+        catalogue.QUERY_OBSERVERS.remove(seen)
+    assert [name for name in ran if name.startswith("insert_")][: len(typing)] == typing
+    assert ("insert_typed_rows" in ran) == (len(typing) == 2)
