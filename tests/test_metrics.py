@@ -307,12 +307,18 @@ def test_the_access_line_counts_the_statements_with_metrics_off(
 
 
 def answering(route: str) -> Callable[..., Any]:
-    """A bare ASGI app that answers 200 {} as the route `route` (for Measured alone)."""
+    """A bare ASGI app that answers 200 {} as the route `route`, its messages through the
+    service's before-send hook as Litestar sends them (for Measured alone)."""
+    from service.api.requests import echo_request_headers
 
     async def app(scope: dict[str, object], receive: object, send: Callable[..., Any]) -> None:
         scope["path_template"] = route
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
+        for message in (
+            {"type": "http.response.start", "status": 200, "headers": []},
+            {"type": "http.response.body", "body": b"{}"},
+        ):
+            await echo_request_headers(message, scope)  # type: ignore[arg-type]
+            await send(message)
 
     return app
 

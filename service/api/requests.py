@@ -21,6 +21,7 @@ from litestar.params import HeaderParameter, ParameterKwarg
 from litestar.types import Message, Scope
 
 from service.api.errors import Unprocessable
+from service.api.metrics import CURRENT
 from service.api.request_id import header, request_id
 
 REQUEST_ID = "x-request-id"
@@ -32,7 +33,8 @@ _ECHOED = frozenset({REQUEST_ID.encode(), TRACEPARENT.encode()})
 
 
 async def echo_request_headers(message: Message, scope: Scope) -> None:
-    """A before-send hook: X-Request-ID (and traceparent, when sent) on every response."""
+    """A before-send hook: X-Request-ID (and traceparent, when sent) on every response,
+    and with the measures on, Server-Timing (and the status for the access line)."""
     if message["type"] != "http.response.start":
         return
     headers = message.get("headers")
@@ -44,6 +46,9 @@ async def echo_request_headers(message: Message, scope: Scope) -> None:
     traceparent = header(scope, b"traceparent")
     if traceparent is not None:
         headers.append((b"traceparent", traceparent.encode("latin-1")))
+    measures = CURRENT.get()  # set by Measured when metrics or the access log are on
+    if measures is not None:  # no handler sets Server-Timing: appended, not replaced
+        headers.append(measures.server_timing(message["status"]))
 
 
 @cache
