@@ -162,86 +162,77 @@ CREATE TEMP TABLE load_events (
     data    jsonb NOT NULL
 ) ON COMMIT DROP
 
--- name: insert_typed_rows :execrows
--- Every record of load_staging, typed in one pass: each value is parsed once
--- (pg_input_is_valid, then the cast only when it parses), and ok is every rule
--- of the spec tested on the typed values. The rules with their reasons are in
--- find_bad_values, which looks only at the records whose ok is false; a record
--- it finds nothing wrong with fails the load (count_unexplained_rows), so the
--- two can never disagree silently. Prices stay unrounded until ok is known: a
--- third decimal is a bad value, not a rounding.
-INSERT INTO load_rows (
-    record, ok, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
-    room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
-    is_available, categories, created_at
-)
-SELECT t.record, t.ok, t.deal_id, t.hotel_name, t.hotel_city, t.hotel_country, t.hotel_phone,
-       t.hotel_star_rating, t.room_type,
-       CASE WHEN t.ok THEN t.price_per_night::numeric(10, 2) END,
-       CASE WHEN t.ok THEN t.original_price::numeric(10, 2) END,
-       CASE WHEN t.ok THEN t.discount_percent::numeric(5, 2) END,
-       t.checkin_date, t.checkout_date, t.is_available, t.categories, t.created_at
-FROM (
-    SELECT v.*,
-           coalesce(
-               v.deal_id > 0
-               AND v.hotel_name <> '' AND v.hotel_city <> '' AND v.hotel_country <> ''
-               AND v.hotel_phone <> '' AND v.room_type <> ''
-               AND v.hotel_star_rating BETWEEN 1 AND 5
-               AND v.price_per_night > 0 AND v.price_per_night < 100000000
-               AND min_scale(v.price_per_night) <= 2
-               AND v.original_price > 0 AND v.original_price < 100000000
-               AND min_scale(v.original_price) <= 2
-               AND v.discount_percent BETWEEN 0 AND 100  -- false for NaN
-               AND v.checkout_date > v.checkin_date
-               AND v.is_available IS NOT NULL
-               AND v.created_at IS NOT NULL,
-               false) AS ok
-    FROM (
-        SELECT s.record,
-               CASE WHEN pg_input_is_valid(s.deal_id, 'bigint') THEN s.deal_id::bigint END AS deal_id,
-               btrim(s.hotel_name) AS hotel_name,
-               btrim(s.hotel_city) AS hotel_city,
-               btrim(s.hotel_country) AS hotel_country,
-               btrim(s.hotel_phone) AS hotel_phone,
-               CASE WHEN pg_input_is_valid(s.hotel_star_rating, 'smallint')
-                   THEN s.hotel_star_rating::smallint END AS hotel_star_rating,
-               btrim(s.room_type) AS room_type,
-               CASE WHEN pg_input_is_valid(s.price_per_night, 'numeric')
-                   THEN s.price_per_night::numeric END AS price_per_night,
-               CASE WHEN pg_input_is_valid(s.original_price, 'numeric')
-                   THEN s.original_price::numeric END AS original_price,
-               CASE WHEN pg_input_is_valid(s.discount_percent, 'numeric')
-                   THEN s.discount_percent::numeric END AS discount_percent,
-               CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
-                         AND pg_input_is_valid(s.checkin_date, 'date')
-                   THEN s.checkin_date::date END AS checkin_date,
-               CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
-                         AND pg_input_is_valid(s.checkout_date, 'date')
-                   THEN s.checkout_date::date END AS checkout_date,
-               CASE lower(btrim(s.is_available))
-                   WHEN 'true' THEN true WHEN 't' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
-                   WHEN 'false' THEN false WHEN 'f' THEN false WHEN '0' THEN false WHEN 'no' THEN false
-               END AS is_available,
-               s.categories,
-               CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
-                         AND pg_input_is_valid(s.created_at, 'timestamptz')
-                   THEN s.created_at::timestamptz END AS created_at
-        FROM load_staging AS s
-        OFFSET 0  -- a fence: each value is parsed once, not once per use above
-    ) AS v
-    OFFSET 0  -- the same for ok
-) AS t
+-- name: create_cast_values :exec
+-- The load's first try at typing load_staging (read by insert_typed_rows, in a
+-- savepoint): each value cast straight away, parsed once. A value that does
+-- not parse raises instead of becoming NULL; the loader then rolls back to the
+-- savepoint and types with create_tested_values, which finds every bad value.
+-- A value that parses is typed as create_tested_values types it. The date and
+-- timestamp shapes are still tested first (a date type reads more forms than
+-- the spec's YYYY-MM-DD). A TEMP view: it goes with load_staging.
+CREATE TEMP VIEW load_values AS
+SELECT s.record,
+       s.deal_id::bigint AS deal_id,
+       btrim(s.hotel_name) AS hotel_name,
+       btrim(s.hotel_city) AS hotel_city,
+       btrim(s.hotel_country) AS hotel_country,
+       btrim(s.hotel_phone) AS hotel_phone,
+       s.hotel_star_rating::smallint AS hotel_star_rating,
+       btrim(s.room_type) AS room_type,
+       s.price_per_night::numeric AS price_per_night,
+       s.original_price::numeric AS original_price,
+       s.discount_percent::numeric AS discount_percent,
+       CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
+           THEN s.checkin_date::date END AS checkin_date,
+       CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
+           THEN s.checkout_date::date END AS checkout_date,
+       s.is_available AS is_available_text,  -- its spellings: insert_typed_rows
+       s.categories,
+       CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
+           THEN s.created_at::timestamptz END AS created_at
+FROM load_staging AS s
 
--- name: insert_cast_rows :execrows
--- insert_typed_rows' fast path, tried first in a savepoint: the same typed rows
--- and the same ok, but each value is cast straight away instead of being tested
--- with pg_input_is_valid first (parsed once, not twice). A value that does not
--- parse raises instead of becoming NULL (the loader then rolls back to the
--- savepoint and runs insert_typed_rows, which finds every bad value); one that
--- parses gives what insert_typed_rows gives, so ok is the same either way.
--- The date and timestamp shapes are still tested first (a date type reads
--- more forms than the spec's YYYY-MM-DD).
+-- name: create_tested_values :exec
+-- The typing of load_staging when a value does not parse (create_cast_values
+-- raised): each value tested with pg_input_is_valid, cast only when it parses,
+-- NULL otherwise.
+CREATE TEMP VIEW load_values AS
+SELECT s.record,
+       CASE WHEN pg_input_is_valid(s.deal_id, 'bigint') THEN s.deal_id::bigint END AS deal_id,
+       btrim(s.hotel_name) AS hotel_name,
+       btrim(s.hotel_city) AS hotel_city,
+       btrim(s.hotel_country) AS hotel_country,
+       btrim(s.hotel_phone) AS hotel_phone,
+       CASE WHEN pg_input_is_valid(s.hotel_star_rating, 'smallint')
+           THEN s.hotel_star_rating::smallint END AS hotel_star_rating,
+       btrim(s.room_type) AS room_type,
+       CASE WHEN pg_input_is_valid(s.price_per_night, 'numeric')
+           THEN s.price_per_night::numeric END AS price_per_night,
+       CASE WHEN pg_input_is_valid(s.original_price, 'numeric')
+           THEN s.original_price::numeric END AS original_price,
+       CASE WHEN pg_input_is_valid(s.discount_percent, 'numeric')
+           THEN s.discount_percent::numeric END AS discount_percent,
+       CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
+                 AND pg_input_is_valid(s.checkin_date, 'date')
+           THEN s.checkin_date::date END AS checkin_date,
+       CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
+                 AND pg_input_is_valid(s.checkout_date, 'date')
+           THEN s.checkout_date::date END AS checkout_date,
+       s.is_available AS is_available_text,  -- its spellings: insert_typed_rows
+       s.categories,
+       CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
+                 AND pg_input_is_valid(s.created_at, 'timestamptz')
+           THEN s.created_at::timestamptz END AS created_at
+FROM load_staging AS s
+
+-- name: insert_typed_rows :execrows
+-- Every record of load_staging, typed in one pass (load_values: cast, or
+-- tested then cast), and ok is every rule of the spec tested on the typed
+-- values. The rules with their reasons are in find_bad_values, which looks
+-- only at the records whose ok is false; a record it finds nothing wrong with
+-- fails the load (count_unexplained_rows), so the two can never disagree
+-- silently. Prices stay unrounded until ok is known: a third decimal is a bad
+-- value, not a rounding.
 INSERT INTO load_rows (
     record, ok, deal_id, hotel_name, hotel_city, hotel_country, hotel_phone, hotel_star_rating,
     room_type, price_per_night, original_price, discount_percent, checkin_date, checkout_date,
@@ -270,29 +261,12 @@ FROM (
                AND v.created_at IS NOT NULL,
                false) AS ok
     FROM (
-        SELECT s.record,
-               s.deal_id::bigint AS deal_id,
-               btrim(s.hotel_name) AS hotel_name,
-               btrim(s.hotel_city) AS hotel_city,
-               btrim(s.hotel_country) AS hotel_country,
-               btrim(s.hotel_phone) AS hotel_phone,
-               s.hotel_star_rating::smallint AS hotel_star_rating,
-               btrim(s.room_type) AS room_type,
-               s.price_per_night::numeric AS price_per_night,
-               s.original_price::numeric AS original_price,
-               s.discount_percent::numeric AS discount_percent,
-               CASE WHEN (s.checkin_date LIKE '____-__-__' OR btrim(s.checkin_date) LIKE '____-__-__')
-                   THEN s.checkin_date::date END AS checkin_date,
-               CASE WHEN (s.checkout_date LIKE '____-__-__' OR btrim(s.checkout_date) LIKE '____-__-__')
-                   THEN s.checkout_date::date END AS checkout_date,
-               CASE lower(btrim(s.is_available))
+        SELECT l.*,
+               CASE lower(btrim(l.is_available_text))
                    WHEN 'true' THEN true WHEN 't' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
                    WHEN 'false' THEN false WHEN 'f' THEN false WHEN '0' THEN false WHEN 'no' THEN false
-               END AS is_available,
-               s.categories,
-               CASE WHEN (s.created_at LIKE '____-__-__%' OR btrim(s.created_at) LIKE '____-__-__%')
-                   THEN s.created_at::timestamptz END AS created_at
-        FROM load_staging AS s
+               END AS is_available
+        FROM load_values AS l
         OFFSET 0  -- a fence: each value is parsed once, not once per use above
     ) AS v
     OFFSET 0  -- the same for ok
@@ -811,9 +785,9 @@ CROSS JOIN LATERAL (
 -- name: drop_work_tables :exec
 -- Before the feed's order lock is taken: every work table but load_events goes
 -- now, not at the commit, so that the commit, which the lock spans, drops
--- only that one.
+-- only that one. CASCADE takes load_values, the TEMP view over load_staging.
 DROP TABLE load_staging, load_errors, load_rows, load_hotels, load_links, load_category_sets,
-    load_changed, load_existing, load_new_deals, load_updated_deals
+    load_changed, load_existing, load_new_deals, load_updated_deals CASCADE
 
 -- name: insert_load_events :execrows
 -- The load's events into the feed, in deals.id order: its last write. Takes

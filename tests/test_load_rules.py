@@ -331,7 +331,8 @@ async def staged_edges(conn: Conn, tmp_path: Path) -> list[tuple[str, str | None
 
 
 async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_path: Path) -> None:
-    """insert_typed_rows decides ok for every record; find_bad_values names the problems.
+    """insert_typed_rows (over the tested values) decides ok for every record;
+    find_bad_values names the problems.
 
     Run over every record (not only the not-ok ones, as in a load), the rules must
     find a problem exactly where ok is false: else a good row would be rejected
@@ -341,6 +342,7 @@ async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_
 
     async with conn.transaction():  # the work tables go at commit; nothing else is written
         edges = await staged_edges(conn, tmp_path)
+        await sql.create_tested_values(conn)
         await sql.insert_typed_rows(conn)
         not_ok = {
             r["record"] for r in await conn.fetch("SELECT record FROM load_rows WHERE NOT ok")
@@ -365,16 +367,18 @@ async def test_the_typed_pass_and_the_rules_agree_on_every_edge(conn: Conn, tmp_
 async def test_the_cast_pass_types_every_edge_as_the_typed_pass_or_raises(
     conn: Conn, tmp_path: Path
 ) -> None:
-    """insert_cast_rows, the load's first try, casts without testing: for each edge
-    alone it either gives insert_typed_rows' very row (ok included) or raises, and
-    it raises only for a record the typed pass finds not ok (the load then falls
-    back to the typed pass, which names the problem)."""
+    """create_cast_values, the load's first try, casts without testing: for each edge
+    alone insert_typed_rows then either gives the very row it gives over the tested
+    values (ok included) or raises, and it raises only for a record the tested pass
+    finds not ok (the load then falls back to the tested values, which name the
+    problem)."""
     from service.db import load as sql
 
     raised: set[int] = set()
     cast: dict[int, tuple[object, ...]] = {}
     async with conn.transaction():  # the work tables go at commit; nothing else is written
         edges = await staged_edges(conn, tmp_path)
+        await sql.create_tested_values(conn)
         await sql.insert_typed_rows(conn)
         typed = {r["record"]: tuple(r) for r in await conn.fetch("SELECT * FROM load_rows")}
         for n in typed:  # each record alone, in a savepoint rolled back after it
@@ -382,7 +386,9 @@ async def test_the_cast_pass_types_every_edge_as_the_typed_pass_or_raises(
             try:
                 await conn.execute("DELETE FROM load_rows")
                 await conn.execute("DELETE FROM load_staging WHERE record <> $1", n)
-                assert await sql.insert_cast_rows(conn) == 1
+                await conn.execute("DROP VIEW load_values")
+                await sql.create_cast_values(conn)
+                assert await sql.insert_typed_rows(conn) == 1
                 found = await conn.fetchrow("SELECT * FROM load_rows")
                 assert found is not None
                 cast[n] = tuple(found)
@@ -398,16 +404,16 @@ async def test_the_cast_pass_types_every_edge_as_the_typed_pass_or_raises(
 @pytest.mark.parametrize(
     ("records", "typing"),
     [
-        (rows(3), ["insert_cast_rows"]),
-        ([*rows(2), row(3, price_per_night="abc")], ["insert_cast_rows", "insert_typed_rows"]),
+        (rows(3), ["create_cast_values"]),
+        ([*rows(2), row(3, price_per_night="abc")], ["create_cast_values", "create_tested_values"]),
     ],
     ids=["clean", "a value that does not parse"],
 )
 async def test_a_clean_file_is_typed_by_the_cast_pass_alone(
     database_url: str, tmp_path: Path, records: list[dict[str, str | None]], typing: list[str]
 ) -> None:
-    """The load's typing tries insert_cast_rows first; only a value that does not parse
-    sends it back to insert_typed_rows (which names the problem)."""
+    """The load's typing tries the cast values first; only a value that does not parse
+    sends it back to the tested values (which name the problem)."""
     from service.db import catalogue
 
     ran: list[str] = []
@@ -420,5 +426,7 @@ async def test_a_clean_file_is_typed_by_the_cast_pass_alone(
         await load_file(database_url, write(tmp_path / "t.csv", records), skip_bad_rows=True)
     finally:
         catalogue.QUERY_OBSERVERS.remove(seen)
-    assert [name for name in ran if name.startswith("insert_")][: len(typing)] == typing
-    assert ("insert_typed_rows" in ran) == (len(typing) == 2)
+    assert [
+        name for name in ran if name.startswith("create_") and name.endswith("_values")
+    ] == typing
+    assert ("create_tested_values" in ran) == (len(typing) == 2)

@@ -66,6 +66,7 @@ async def test_every_query_prepares(conn: asyncpg.Connection[asyncpg.Record]) ->
     async with conn.transaction():
         # the loader's queries read its TEMP work tables, which live inside a load's transaction
         await load_sql.create_work_tables(conn)
+        await load_sql.create_cast_values(conn)  # load_values, which insert_typed_rows reads
         # the doctor reads pg_stat_statements, which it installs where it is preloaded
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         for query in sqlcat.CATALOGUE.values():

@@ -56,8 +56,10 @@ CREATE_WORK_TABLES = tuple(
         "create_load_events",
     )
 )
-# Every value cast once; raises (asyncpg.DataError) when one does not parse.
-insert_cast_rows = ExecRows("insert_cast_rows")
+# How insert_typed_rows types the values (the view load_values): each cast once, which
+# raises (asyncpg.DataError) when one does not parse; or each tested before its cast.
+create_cast_values = Exec("create_cast_values")
+create_tested_values = Exec("create_tested_values")
 insert_typed_rows = ExecRows("insert_typed_rows")
 find_bad_values = ExecRows("find_bad_values")
 count_unexplained_rows = Count("count_unexplained_rows")

@@ -456,14 +456,17 @@ class Loader:
         return rejected, disagreeing
 
     async def type_rows(self) -> None:
-        """load_staging typed into load_rows: each value cast once (insert_cast_rows) in
-        a savepoint; when one does not parse, back to the savepoint and through
-        insert_typed_rows, which tests each value before casting it."""
+        """load_staging typed into load_rows: each value cast once (create_cast_values)
+        in a savepoint; when one does not parse, back to the savepoint and typed again
+        with each value tested before its cast (create_tested_values)."""
+        conn = self.conn
         try:
-            async with self.conn.transaction():
-                await sql.insert_cast_rows(self.conn)
+            async with conn.transaction():
+                await sql.create_cast_values(conn)
+                await sql.insert_typed_rows(conn)
         except asyncpg.DataError:
-            await sql.insert_typed_rows(self.conn)
+            await sql.create_tested_values(conn)
+            await sql.insert_typed_rows(conn)
 
     async def write_deals(self, loaded: int) -> tuple[int, int]:
         """(new, updated) deals of the `loaded` good records: changed ones updated in
