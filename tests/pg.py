@@ -95,10 +95,18 @@ _admin: dict[str, psycopg.Connection[tuple[object, ...]]] = {}
 
 def admin_execute(admin_url: str, sql: str) -> None:
     """Run one statement as the admin, on a connection kept open for the session."""
-    conn = _admin.get(admin_url)
+    _admin[admin_url] = execute_on(_admin.get(admin_url), admin_url, sql)
+
+
+def execute_on(
+    conn: psycopg.Connection[tuple[object, ...]] | None, admin_url: str, sql: str
+) -> psycopg.Connection[tuple[object, ...]]:
+    """Run one statement on conn, opened (again) first when it is missing or gone;
+    returns the connection it ran on, to be kept for the next statement."""
     if conn is None or conn.closed or conn.broken:
-        conn = _admin[admin_url] = psycopg.connect(admin_url, autocommit=True)
+        conn = psycopg.connect(admin_url, autocommit=True)
     conn.execute(sql.encode())
+    return conn
 
 
 def close_admin(admin_url: str) -> None:
@@ -150,8 +158,12 @@ def refuse_writes(admin_url: str, name: str) -> None:
     admin_execute(admin_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
 
 
+def drop_sql(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
 def drop(admin_url: str, name: str) -> None:
-    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(admin_url, drop_sql(name))
 
 
 class Spares:
@@ -172,9 +184,7 @@ class Spares:
         self.connection: psycopg.Connection[tuple[object, ...]] | None = None
 
     def _execute(self, sql: str) -> None:  # in the thread only
-        if self.connection is None or self.connection.closed or self.connection.broken:
-            self.connection = psycopg.connect(self.admin_url, autocommit=True)
-        self.connection.execute(sql.encode())
+        self.connection = execute_on(self.connection, self.admin_url, sql)
 
     def _clone(self) -> tuple[str, str]:
         return _clone(self._execute, self.admin_url, self.template)
@@ -193,7 +203,7 @@ class Spares:
 
     def give_back(self, name: str) -> None:
         """Drop the clone, after the test, without waiting for it."""
-        self.thread.submit(self._execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.thread.submit(self._execute, drop_sql(name))
 
     def settle(self) -> None:
         """Wait until the work asked of the thread so far (a clone, drops) is done."""
