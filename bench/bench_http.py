@@ -278,6 +278,17 @@ def report(measured: list[Measured], cached: LoadResult | None, against: str | N
     return ok
 
 
+def imported_from(tree: Path) -> Path:
+    """Where `python -m service` run in `tree` imports the package from. `-m` puts the
+    working directory first on sys.path, ahead of PYTHONPATH and of this checkout's
+    editable install: run anywhere else, the other commit's server would be this tree's."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import service; print(service.__file__)"],
+        cwd=tree, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return Path(found).parent
+
+
 def export(ref: str) -> Path:
     """The tree of a git commit, exported to bench/out for a server to run from."""
     sha = subprocess.run(
@@ -291,6 +302,8 @@ def export(ref: str) -> Path:
             ["git", "archive", sha], cwd=ROOT, check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    if imported_from(dest) != dest / "service":
+        raise SystemExit(f"--against {ref}: its server would import {imported_from(dest)}")
     return dest
 
 
@@ -306,10 +319,9 @@ def servers(
         found = [("this tree", base)]
         if args.against:
             tree = export(args.against)
-            other = {**env, "PYTHONPATH": str(tree)}
             command = [sys.executable, "-m", "service", "serve"]
             base, process = stack.enter_context(
-                api_server(url, workers=args.workers, env=other, command=command)
+                api_server(url, workers=args.workers, env=env, command=command, cwd=tree)
             )
             SERVER_GROUPS[base] = process.pid
             found.append((args.against, base))

@@ -161,8 +161,10 @@ def api_server(
     workers: int = 1,
     env: dict[str, str] | None = None,
     command: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`deals serve` on a free 127.0.0.1 port; yields (base URL, process)."""
+    """`deals serve` on a free 127.0.0.1 port; yields (base URL, process). `cwd`: the
+    directory it runs in (another commit's tree, whose `service` then comes first)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -175,6 +177,7 @@ def api_server(
     process = subprocess.Popen(
         command or [*DEALS, "serve"],
         env=environment,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
