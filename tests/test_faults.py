@@ -122,3 +122,49 @@ async def test_gauges_report_the_pool(database_url: str) -> None:
     finally:
         with contextlib.suppress(Exception):
             await db.close()
+
+
+@pytest.mark.read_only
+async def test_a_connection_coming_back_goes_to_the_longest_waiter_not_to_a_newcomer(
+    database_url: str,
+) -> None:
+    """Requests that ask just as a connection comes back (in the loop's iteration that
+    returns it, as new requests do under load) queue behind the one that already waited.
+    With asyncpg's queue alone they took it, and the waiter went to the back of the line."""
+    db = Database(Settings(database_url=database_url, pool_min_size=1, pool_max_size=1))
+    await db.open()
+    served: list[str] = []
+    newcomers: list[asyncio.Task[None]] = []
+
+    async def use(name: str) -> None:
+        async with db.connection() as conn:
+            served.append(name)
+            await conn.fetchval("SELECT 1")
+
+    def ask_now() -> None:
+        newcomers.extend(asyncio.create_task(use(f"newcomer {i}")) for i in range(3))
+
+    try:
+        holding, done = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with db.connection():
+                holding.set()
+                await done.wait()
+                asyncio.get_running_loop().call_soon(ask_now)  # runs as the connection goes back
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        waiter = asyncio.create_task(use("waiter"))
+        for _ in range(100):
+            if db.gauges().waiting == 1:
+                break
+            await asyncio.sleep(0)
+        assert db.gauges().waiting == 1
+        done.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiter), 10)
+        await asyncio.wait_for(asyncio.gather(*newcomers), 10)
+        assert served == ["waiter", "newcomer 0", "newcomer 1", "newcomer 2"]
+    finally:
+        with contextlib.suppress(Exception):
+            await db.close()
