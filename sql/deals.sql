@@ -545,10 +545,14 @@ WHERE d.price_per_night >= $1::numeric
 -- name: count_category_deals :val
 -- GET /deals?category=X&count=exact, no other filter: the category's links alone
 -- (deal_categories_category_id_idx, index-only); every link's deal exists (foreign key).
+-- A join, not `category_id = (SELECT ...)`: with that InitPlan the planner sent two
+-- parallel workers over the index (12 ms instead of 17 at 1M deals for one client, but
+-- three processes' CPU), which under concurrent requests served 0.82x the plain query.
 -- plan: generic (the category's index entries whatever the category: same plan for all)
 SELECT count(*)
 FROM deal_categories dc
-WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($1::text))
+JOIN categories c ON c.id = dc.category_id
+WHERE c.name = lower($1::text)
 
 -- name: estimate_all_deals :val
 -- GET /deals?count=estimated with no filter: the planner's estimate of every
