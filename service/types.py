@@ -34,6 +34,17 @@ PERCENT_PATTERN = r"^(100(\.0{1,2})?|[1-9]?[0-9](\.[0-9]{1,2})?)$"
 NOT_BLANK_PATTERN = r"\S"
 CATEGORY_NAME_MAX = 100  # a longer name in a query or a body is refused before any SQL
 CITY_MAX = 200
+# A deal's own values, in the deals CSV's order (shared/spec/deals-csv.md): the CSV, the
+# API's bodies and the deals table name them alike (load/source.COLUMNS, db/deal_writes).
+DEAL_VALUES = (
+    "room_type",
+    "price_per_night",
+    "original_price",
+    "discount_percent",
+    "checkin_date",
+    "checkout_date",
+    "is_available",
+)
 
 Stars = Annotated[int, msgspec.Meta(ge=1, le=5)]
 

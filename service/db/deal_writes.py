@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from service.db.catalogue import Connection, One, Value
+from service.types import DEAL_VALUES
 
 INSERT_DEAL = One("insert_deal")
 UPDATE_DEAL = One("update_deal")
@@ -25,16 +26,7 @@ BUMP_DEAL_VERSION = One("bump_deal_version")
 DELETE_DEAL = One("delete_deal")
 
 # A deal's own columns, in the $n order of insert_deal ($2-$9) and update_deal ($4-$11).
-DEAL_COLUMNS = (
-    "hotel_id",
-    "room_type",
-    "price_per_night",
-    "original_price",
-    "discount_percent",
-    "checkin_date",
-    "checkout_date",
-    "is_available",
-)
+DEAL_COLUMNS = ("hotel_id", *DEAL_VALUES)
 
 
 class VersionAndDates(msgspec.Struct, frozen=True, kw_only=True):

@@ -377,23 +377,6 @@ async def bloat(conn: Connection, t: Thresholds) -> Check:
 # --- all of them -----------------------------------------------------------------------
 
 
-async def run_checks(
-    conn: Connection,
-    *,
-    metrics: Metrics | None = None,
-    metrics_error: str | None = None,
-    thresholds: Thresholds | None = None,
-) -> list[Check]:
-    t = thresholds or Thresholds()
-    server = await sql.server(conn)
-    return [
-        n_plus_one(metrics, metrics_error, t),
-        await guarded("missing_index", missing_index(conn, server, t)),
-        await guarded("pool", pool(conn, server, metrics, metrics_error, t)),
-        await guarded("bloat", bloat(conn, t)),
-    ]
-
-
 async def guarded(name: str, check: Any) -> Check:
     """The check, or a warn saying why it could not run (a permission, a timeout)."""
     try:
@@ -429,9 +412,16 @@ async def diagnose(
 ) -> list[Check]:
     """Every check against the database at `url` (and the service at `api`)."""
     metrics, error = read_metrics(api, token)
+    t = thresholds or Thresholds()
     conn = await asyncpg.connect(url, server_settings=SESSION, timeout=CONNECT_TIMEOUT)
     try:
-        return await run_checks(conn, metrics=metrics, metrics_error=error, thresholds=thresholds)
+        server = await sql.server(conn)
+        return [
+            n_plus_one(metrics, error, t),
+            await guarded("missing_index", missing_index(conn, server, t)),
+            await guarded("pool", pool(conn, server, metrics, error, t)),
+            await guarded("bloat", bloat(conn, t)),
+        ]
     finally:
         await conn.close()
 

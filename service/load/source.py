@@ -16,6 +16,7 @@ import asyncpg
 
 from service.load.errors import MalformedFile, TooLarge, UsageError
 from service.load.report import OpenFile, Progress, first_bad_byte, unclosed_quote_line
+from service.types import DEAL_VALUES
 
 # The deals CSV's columns (shared/spec/deals-csv.md), in the order upstream writes them;
 # the loader finds them by name, in any order.
@@ -26,13 +27,7 @@ COLUMNS = (
     "hotel_country",
     "hotel_phone",
     "hotel_star_rating",
-    "room_type",
-    "price_per_night",
-    "original_price",
-    "discount_percent",
-    "checkin_date",
-    "checkout_date",
-    "is_available",
+    *DEAL_VALUES,
     "categories",
     "created_at",
 )
