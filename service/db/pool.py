@@ -261,12 +261,12 @@ class Database:
             finally:
                 self._waiting -= 1
         try:
-            # With a turn, a connection is idle in the pool or there is room to open one:
-            # asyncpg's queue does not make it wait. The timeout bounds opening one, or
-            # waiting for one still on its way back from a cancelled request (asyncio's,
-            # not acquire(timeout=), which costs a task per call).
-            async with asyncio.timeout(self.settings.pool_acquire_timeout):
-                conn = await pool.acquire()
+            # With a turn, a connection is idle in the pool or there is room to open one
+            # (within the pool's connect timeout, POOL_ACQUIRE_TIMEOUT): asyncpg's queue
+            # does not make it wait, so no timeout here (acquire(timeout=) costs a task
+            # and a timer per call). The one exception, a connection still on its way back
+            # from a cancelled request, is bounded by that release's own timeout.
+            conn = await pool.acquire()
         except BaseException:
             turns.give()
             raise
