@@ -7,7 +7,10 @@ For each answer the API gives (issue 16), pgbench runs on the same database:
 - a plain query for the same answer, which builds the JSON in PostgreSQL
   (the four of ../shared/bench/reference-sql, and the same style for the
   other shapes), -M prepared under the server's default (auto).
-Then a table, service vs plain, at 50,000 and 1,000,000 deals. One run, one
+Each side is warmed up once, then run --rounds times (4 s each), the two
+alternately and the order swapped every round, so that a drift of the
+machine's load hits both alike; the median run of each is kept. Then a
+table, service vs plain, at 50,000 and 1,000,000 deals. One run, one
 machine: the ratio per row is what is judged (goal >= 1.0).
 
 Measured on the way (single client, asyncpg, median of 200 runs, 1M deals):
@@ -237,18 +240,31 @@ class Row:
 
 
 def measure(url: str, answer: Answer, args: argparse.Namespace) -> tuple[LoadResult, LoadResult]:
+    """(service, plain): each side warmed up once, then --rounds runs of each, alternately and
+    the order swapped every round, so that a drift of the machine's load hits both alike;
+    the median run of each side."""
     script, defines = service_script(answer)
-    options = f"-c plan_cache_mode={mode_of(answer.statements)}"
-    plain = answer.plain_script()
-    results = []
-    for text, extra, opts in ((script, defines, options), (plain, answer.defines, "")):
-        for seconds in (args.warmup, args.seconds):
-            if seconds:
-                result = run_pgbench(
-                    url, text, clients=args.clients, seconds=seconds, defines=extra, options=opts
-                )
-        results.append(result)
-    return results[0], results[1]
+    sides = {
+        "service": (script, defines, f"-c plan_cache_mode={mode_of(answer.statements)}"),
+        "plain": (answer.plain_script(), answer.defines, ""),
+    }
+    runs: dict[str, list[LoadResult]] = {side: [] for side in sides}
+    for text, extra, opts in sides.values():
+        if args.warmup:
+            run_pgbench(
+                url, text, clients=args.clients, seconds=args.warmup, defines=extra, options=opts
+            )
+    for round_number in range(args.rounds):
+        for side in list(sides) if round_number % 2 == 0 else reversed(list(sides)):
+            text, extra, opts = sides[side]
+            result = run_pgbench(
+                url, text, clients=args.clients, seconds=args.seconds, defines=extra, options=opts
+            )
+            runs[side].append(result)
+    service, plain = (
+        sorted(runs[side], key=lambda r: r.requests_per_s)[len(runs[side]) // 2] for side in sides
+    )
+    return service, plain
 
 
 def report(measured: list[Row]) -> bool:
@@ -277,8 +293,11 @@ def report(measured: list[Row]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, action="append", help="50000 and 1000000 by default")
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=4, help="of each measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="of each side, once")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each side, alternately (median kept)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="as reference-sql/README runs")
     parser.add_argument("--only", default="", help="comma-separated substrings of answers")
     parser.add_argument("--show", action="store_true", help="print each service script")
