@@ -98,6 +98,18 @@ def list_shapes() -> list[Shape]:
             no_seq_scan=True,
         ),
         Shape(
+            "GET /deals?price_min=100&price_max=150 (page and total as JSON)",
+            "list_deals_in_price_range_by_id_json",
+            (Decimal(100), Decimal(150), 0, PAGE, 0, True),
+            no_seq_scan=True,
+        ),
+        Shape(
+            "GET /deals?price_min=100&price_max=100.05 (page and total as JSON)",
+            "list_deals_in_price_range_by_id_json",
+            (Decimal(100), Decimal("100.05"), 0, PAGE, 0, True),
+            no_seq_scan=True,
+        ),
+        Shape(
             "GET /deals?price_min=100&price_max=150 (its own query)",
             "list_deals_in_price_range_by_id",
             (Decimal(100), Decimal(150), 0, PAGE, 0),

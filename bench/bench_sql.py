@@ -113,10 +113,7 @@ def answers(rows: int) -> list[Answer]:
         Answer("stats", [stats_statement()], "stats.sql"),
         Answer(
             "price range 100-150 + total",
-            [
-                ("list_deals_in_price_range_by_id", ("100", "150", 0, PAGE, 0)),
-                ("count_deals_in_price_range", ("100", "150")),
-            ],
+            [("list_deals_in_price_range_by_id_json", ("100", "150", 0, PAGE, 0, True))],
             plain_page(
                 "WHERE d.price_per_night BETWEEN 100 AND 150",
                 "d.id",

@@ -363,6 +363,74 @@ ORDER BY d.id
 LIMIT $4::int OFFSET $5::bigint)
 ORDER BY id
 
+-- name: list_deals_in_price_range_by_id_json :one
+-- GET /deals?price_min=A&price_max=B, an offset page by id: list_deals_in_price_range_by_id's
+-- page ($1 to $2, after $3, LIMIT $4 OFFSET $5) as the JSON of its items (as
+-- list_all_deals_by_id_json builds it) and, when $6, the exact total
+-- (count_deals_in_price_range), in one round trip. The page's ids come from
+-- the same two branches under the same one-time filter (walk deals_pkey when
+-- one of the next 100 deals is in range or fewer than 100 are left, else the
+-- range's entries of deals_price_id_idx); then their rows, as JSON. The walk
+-- selects ids only, for which the planner would rather read the whole range's
+-- entries (index-only) and sort them: its prices are tested as `+ 0`, which no
+-- index serves, so that it walks.
+-- plan: generic (one plan for both cases: a one-time filter picks the branch)
+SELECT CASE WHEN $6::bool THEN (
+         SELECT count(*)
+         FROM deals cd
+         WHERE cd.price_per_night >= $1::numeric
+           AND cd.price_per_night <= $2::numeric) END AS total,
+       (SELECT coalesce(string_agg(row_to_json(p)::text, ',' ORDER BY p.id), '')
+        FROM (SELECT d.id, d.deal_id, hotel,
+                     d.room_type, d.price_per_night::text AS price_per_night,
+                     d.original_price::text AS original_price,
+                     d.discount_percent::text AS discount_percent,
+                     d.checkin_date, d.checkout_date, d.is_available,
+                     ARRAY(SELECT c.name FROM deal_categories dc JOIN categories c ON c.id = dc.category_id
+                           WHERE dc.deal_id = d.id ORDER BY c.name) AS categories,
+                     to_char(d.created_at AT TIME ZONE 'UTC',
+                             CASE WHEN date_trunc('second', d.created_at) = d.created_at
+                                  THEN E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS"Z"'
+                                  ELSE E'YYYY-MM-DD"T"HH24\x3aMI\x3aSS.US"Z"' END) AS created_at,
+                     d.version
+              FROM deals d
+              JOIN hotels h ON h.id = d.hotel_id
+              CROSS JOIN LATERAL (SELECT h.id, h.name, h.city, h.country, h.phone,
+                                         h.star_rating) hotel
+              WHERE d.id = ANY (ARRAY(
+                      (SELECT w.id
+                       FROM deals w
+                       WHERE w.price_per_night + 0 >= $1::numeric  -- `+ 0`: walk deals_pkey
+                         AND w.price_per_night + 0 <= $2::numeric  -- not the range's entries
+                         AND w.id > $3::bigint
+                         AND (EXISTS (SELECT FROM (SELECT s.price_per_night FROM deals s
+                                                   WHERE s.id > $3::bigint
+                                                   ORDER BY s.id LIMIT 100) s
+                                      WHERE s.price_per_night >= $1::numeric
+                                        AND s.price_per_night <= $2::numeric)
+                              OR NOT EXISTS (SELECT FROM deals e WHERE e.id > $3::bigint
+                                             ORDER BY e.id OFFSET 99))
+                       ORDER BY w.id
+                       LIMIT $4::int OFFSET $5::bigint)
+                      UNION ALL
+                      (SELECT f.id
+                       FROM (SELECT r.id
+                             FROM deals r
+                             WHERE r.price_per_night >= $1::numeric
+                               AND r.price_per_night <= $2::numeric
+                               AND r.id > $3::bigint
+                             ORDER BY r.id + 0
+                             LIMIT $4::int + $5::bigint) f
+                       WHERE NOT (EXISTS (SELECT FROM (SELECT s.price_per_night FROM deals s
+                                                       WHERE s.id > $3::bigint
+                                                       ORDER BY s.id LIMIT 100) s
+                                          WHERE s.price_per_night >= $1::numeric
+                                            AND s.price_per_night <= $2::numeric)
+                                  OR NOT EXISTS (SELECT FROM deals e WHERE e.id > $3::bigint
+                                                 ORDER BY e.id OFFSET 99))
+                       ORDER BY f.id
+                       LIMIT $4::int OFFSET $5::bigint)))) p) AS items
+
 -- name: list_deals_in_category_by_id :many
 -- GET /deals?category=X by id, no other filter: a page by id after $2 of the
 -- deals linked to category $1; deals_pkey in order, a deal_categories_pkey

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
+from service.api.responses import DealPage, deal_page_json
 from service.db import catalogue as sqlcat
 from service.db import deals
 from service.db import load as load_sql
@@ -172,6 +174,11 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
         (Decimal(100), Decimal(150), 0, 20, 0),
         (Decimal(100), Decimal("100.02"), 0, 21, 0),
         (Decimal(0), Decimal(40), 19_000, 20, 40),
+    ],
+    "list_deals_in_price_range_by_id_json": [
+        (Decimal(100), Decimal(150), 0, 20, 0, True),
+        (Decimal(100), Decimal("100.02"), 0, 21, 0, False),
+        (Decimal(0), Decimal(40), 19_000, 20, 40, True),
     ],
     "list_deals_in_category_by_id": [("luxury", 0, 20, 0), ("Budget", 15_000, 21, 0)],
     "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (Decimal(0), Decimal(40))],
@@ -377,6 +384,39 @@ async def test_a_price_range_page_answers_as_the_general_one(
         assert page == [deal_from_row(row) for row in general], (low, high, last_id, skip)
         found.append(len(page))
     assert found == [20, 21, 20, 3, 10, 4, 21, 2, 0, 0]
+
+
+async def test_a_price_range_json_page_encodes_the_general_ones_rows(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """list_deals_in_price_range_by_id_json, whichever branch runs (generic plan), is the
+    JSON of list_deals_by_id's rows for the same request, with count_deals' total."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    for low, high, last_id, limit, skip in PRICE_CASES:
+        filters = deals.DealFilters(
+            price_min=None if low is None else Decimal(low),
+            price_max=None if high is None else Decimal(high),
+        )
+        bounds = deals.price_bounds(filters)
+        row = await deals.LIST_DEALS_IN_PRICE_RANGE_BY_ID_JSON(
+            conn, *bounds, last_id or 0, limit, skip, True
+        )
+        uncounted = await deals.LIST_DEALS_IN_PRICE_RANGE_BY_ID_JSON(
+            conn, *bounds, last_id or 0, limit, skip, False
+        )
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        general = await deals.LIST_DEALS["id"](conn, *filters.args(), last_id, limit, skip)
+        total = await deals.COUNT_DEALS(conn, *filters.args())
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        assert row is not None
+        assert uncounted is not None
+        page = DealPage(
+            items=[deal_from_row(r) for r in general], total=total, skip=skip, limit=limit
+        )
+        expected = msgspec.json.encode(page)
+        assert deal_page_json(row["items"], row["total"], skip, limit) == expected, (low, high)
+        assert uncounted["total"] is None
+        assert uncounted["items"] == row["items"]
 
 
 async def test_a_category_page_answers_as_the_general_one(

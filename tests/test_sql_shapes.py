@@ -129,7 +129,11 @@ def test_city_shapes_match_the_city_as_the_index_does(name: str, alias: str) -> 
     assert f"($2::int IS NULL OR {alias}.star_rating >= $2::int)" in statement(name)
 
 
-JSON_PAGES = ["list_all_deals_by_id_json", "list_deals_in_city_by_id_json"]
+JSON_PAGES = [
+    "list_all_deals_by_id_json",
+    "list_deals_in_city_by_id_json",
+    "list_deals_in_price_range_by_id_json",
+]
 
 
 def json_columns(name: str) -> str:

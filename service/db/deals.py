@@ -49,10 +49,11 @@ COUNT_DEALS_IN_PRICE_RANGE = Value("count_deals_in_price_range")
 COUNT_CATEGORY_DEALS = Value("count_category_deals")
 COUNT_DEALS_IN_CATEGORY = Value("count_deals_in_category")
 ESTIMATE_ALL_DEALS = Value("estimate_all_deals")
-# An offset page by id of the two hot shapes (no filter, a city) as JSON text built by
-# PostgreSQL, with the exact total from deal_totals in the same statement when asked.
+# An offset page by id of the hot shapes (no filter, a city, a price range) as JSON text
+# built by PostgreSQL, with the exact total in the same statement when asked.
 LIST_ALL_DEALS_BY_ID_JSON = One("list_all_deals_by_id_json")
 LIST_DEALS_IN_CITY_BY_ID_JSON = One("list_deals_in_city_by_id_json")
+LIST_DEALS_IN_PRICE_RANGE_BY_ID_JSON = One("list_deals_in_price_range_by_id_json")
 
 
 class DealFilters(msgspec.Struct, frozen=True):
@@ -168,17 +169,20 @@ class PageJson(msgspec.Struct, frozen=True):
 
 def json_shape(sort: Sort, filters: DealFilters) -> bool:
     """Whether page_json serves an offset page of this sort and these filters."""
-    return sort == "id" and (filters == NO_FILTERS or city_only(filters))
+    return sort == "id" and (filters == NO_FILTERS or city_only(filters) or price_only(filters))
 
 
 async def page_json(
     conn: Connection, *, filters: DealFilters, limit: int, skip: int, with_total: bool
 ) -> PageJson:
     """An offset page by id, for filters that json_shape accepts, as JSON text; with
-    with_total, the exact total (count_deals' answer, from deal_totals) in the same
-    round trip."""
+    with_total, the exact total (count_deals' answer) in the same round trip."""
     if filters == NO_FILTERS:
         row = await LIST_ALL_DEALS_BY_ID_JSON(conn, 0, limit, skip, with_total)
+    elif price_only(filters):
+        row = await LIST_DEALS_IN_PRICE_RANGE_BY_ID_JSON(
+            conn, *price_bounds(filters), 0, limit, skip, with_total
+        )
     else:
         row = await LIST_DEALS_IN_CITY_BY_ID_JSON(
             conn, filters.city, filters.min_stars, 0, limit, skip, with_total
