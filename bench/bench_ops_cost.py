@@ -112,6 +112,20 @@ def order(configs: Sequence[Config], round_number: int) -> list[Config]:
     return list(configs) if round_number % 2 == 0 else list(reversed(configs))
 
 
+def paired(on: Runs, off: Runs) -> str:
+    """The ratios of each round's two runs, run one after the other on the same machine:
+    their median and range, which a drift of the machine's load between rounds moves less
+    than the ratio of the medians."""
+    pairs = zip(on.results, off.results, strict=True)
+    rates = [a.requests_per_s / b.requests_per_s for a, b in pairs]
+    cpu = [a / b for a, b in zip(on.cpu_us, off.cpu_us, strict=True)]
+    return (
+        f"per round: req/s on / off median {statistics.median(rates):.3f} "
+        f"({min(rates):.3f}-{max(rates):.3f}), CPU per request on / off median "
+        f"{statistics.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})"
+    )
+
+
 def report(
     endpoints: Sequence[Endpoint], configs: Sequence[Config], runs: dict[tuple[str, str], Runs]
 ) -> bool:
@@ -138,8 +152,9 @@ def report(
         ok &= passed
         print(
             f"{endpoint.name:<22} on / off = {ratio:.3f} req/s (goal >= {GOAL:.2f}): "
-            f"{'PASS' if passed else 'FAIL'}\n"
+            f"{'PASS' if passed else 'FAIL'}"
         )
+        print(f"{endpoint.name:<22} {paired(on, off)}\n")
     print("all PASS" if ok else "some FAIL")
     return ok
 

@@ -14,6 +14,7 @@ line through logging as usual.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
 import time
@@ -164,17 +165,16 @@ class TextFormatter(LineFormatter):
     def access_lines(
         self, created: float, logger: str, lines: list[AccessFields], terminator: str
     ) -> str:
-        # one % per line, in C: %s writes what an f-string's {} does for these str, int
-        # and float fields
-        line = (
-            f"{_text_time(created)} INFO {logger}".replace("%", "%%")
-            + " %s %s %s request_id=%s method=%s route=%s path=%s status=%s duration_ms=%s"
-            + " db_ms=%s queries=%s"
-            + terminator.replace("%", "%%")
-        )
+        # one f-string per line (cheaper than a % of 11 values); a float's text is
+        # str()'s, remembered
+        start = f"{_text_time(created)} INFO {logger} "
+        shown = _float_text.get  # the text of a float seen lately
         return "".join(
             [
-                line % (method, path, status, rid, method, route, path, status, duration, db, n)
+                f"{start}{method} {path} {status} request_id={rid} method={method} route={route}"
+                f" path={path} status={status}"
+                f" duration_ms={shown(duration) or float_text(duration)}"
+                f" db_ms={shown(db) or float_text(db)} queries={n}{terminator}"
                 for rid, method, route, path, status, duration, db, n in lines
             ]
         )
@@ -192,9 +192,25 @@ class TextFormatter(LineFormatter):
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
 
+# The text of the access lines' milliseconds, for the values seen lately: a float's
+# shortest repr is a tenth of a line's cost, and times to two decimals come again and again.
+# The cache starts over when full.
+FLOATS_KEPT = 4096
+_float_text: dict[float, str] = {}
+
+
+def float_text(value: float) -> str:
+    """str(value), remembered (_float_text)."""
+    text = _float_text[value] = str(value)
+    if len(_float_text) > FLOATS_KEPT:
+        _float_text.clear()
+    return text
+
+
 # The second of the last line written and its text: the date and time change once a second.
 _text_second: list[Any] = [None, ""]
 _json_second: list[Any] = [None, ""]
+_TEXT_TIME = "%s,%03d"  # % of an int is a third cheaper than an f-string's :03d
 
 
 def _text_time(created: float) -> str:
@@ -202,7 +218,7 @@ def _text_time(created: float) -> str:
     second = int(created)
     if _text_second[0] != second:
         _text_second[:] = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
-    return f"{_text_second[1]},{int((created - second) * 1000):03d}"
+    return _TEXT_TIME % (_text_second[1], int((created - second) * 1000))
 
 
 def _json_time(created: float) -> str:
@@ -243,17 +259,18 @@ def _info_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
     return handler
 
 
+_unlocked = contextlib.nullcontext()
+
+
 def _write(handler: logging.StreamHandler[Any], text: str, logger: str) -> None:
     """Write `text` as the handler writes a line (its lock, its stream, its flush)."""
-    handler.acquire()
-    try:
-        stream = handler.stream
-        stream.write(text)
-        stream.flush()
-    except Exception:
-        handler.handleError(logging.makeLogRecord({"name": logger, "msg": text}))
-    finally:
-        handler.release()
+    with handler.lock or _unlocked:  # what handler.acquire() and release() do, without
+        try:  # their two calls
+            stream = handler.stream
+            stream.write(text)
+            stream.flush()
+        except Exception:
+            handler.handleError(logging.makeLogRecord({"name": logger, "msg": text}))
 
 
 def emit(

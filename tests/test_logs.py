@@ -199,3 +199,15 @@ def test_nothing_is_written_below_the_level(configured: tuple[str, io.StringIO])
     with alone():
         logs.emit(logging.getLogger("service.access"), "%s", ("x",), {})
     assert stream.getvalue() == ""
+
+
+def test_the_text_of_a_time_is_str_of_it_whether_remembered_or_not() -> None:
+    """The text access line writes a float as str() does, from its cache of the values seen
+    lately or not, and the cache starts over when full."""
+    formatter = logs.TextFormatter()
+    values = [0.5, 1.25, 0.5, 12.0, 100.01, 1.25] + [n / 100 for n in range(logs.FLOATS_KEPT + 2)]
+    for value in values:
+        fields = (*ACCESS[:5], value, value, 1)
+        line = formatter.access_line(1_700_000_000.0, "service.access", fields)
+        assert line.endswith(f" duration_ms={value} db_ms={value} queries=1")
+    assert len(logs._float_text) <= logs.FLOATS_KEPT

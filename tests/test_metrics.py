@@ -381,3 +381,24 @@ async def test_pending_figures_are_observed_when_they_grow_long_unscraped() -> N
     pending = metrics._ROUTES[("GET", "/pending/{id}", 200)]
     assert len(pending.durations.values) == len(pending.queries.values) == 5
     assert counted.get() - before == metrics.LONGEST
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"limit=20",
+        b"Access_Token=abc&limit=2",
+        b"limit=2&client_SECRET=s3&x=1",
+        b"password=p&token=t",
+        b"q=tokens-are-words",  # a value that only looks like one: the substitution decides
+        b"x=%E9t%E9&" + b"a" * 300,  # longer than any query string kept
+    ],
+)
+def test_a_query_string_is_shown_as_hide_tokens_shows_it(query: bytes) -> None:
+    """shown_query skips the substitution when no token-like word is in the query string,
+    and remembers what it showed: the same text as the substitution's, every time."""
+    from service.api import metrics
+
+    expected = metrics.TOKEN_PARAMETER.sub(r"\1***", query.decode("latin-1"))
+    assert metrics.shown_query(query) == metrics.shown_query(query) == expected
+    assert (query in metrics._shown) == (len(query) <= metrics.SHOWN_LONGEST)

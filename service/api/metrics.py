@@ -241,8 +241,9 @@ def count_stats_cache(hit: bool) -> None:
     STATS_CACHE.labels("hit" if hit else "miss").inc()
 
 
-# The access lines of the requests finished since the last flush (the scope, the route
-# label, the status, the seconds, the measures), and the handler they are written to.
+# The requests finished since the last flush whose access lines are to be written (the
+# scope, the route label, the status, the seconds, the measures), and the handler they are
+# written to.
 Finished = tuple[Scope, str, int, float, RequestMeasures]
 _FINISHED: list[Finished] = []
 _handler: list[logging.StreamHandler[Any] | None] = [None]
@@ -264,15 +265,17 @@ def schedule_flush() -> None:
 def access_fields(
     scope: Scope, route: str, status: int, seconds: float, measures: RequestMeasures
 ) -> AccessFields:
+    """The access line's fields. Its times are in milliseconds to two decimals, rounded
+    in integers: round(x, 2) goes through a decimal string, several times the cost."""
     path: str = scope["path"]
     query: bytes = scope["query_string"]
     if query:
-        path = f"{path}?{hide_tokens(query.decode('latin-1'))}"
+        path = f"{path}?{shown_query(query)}"
     # X-Request-ID's echo (service/api/requests.py) has found or made it already
     rid = scope["state"].get("request_id") or request_id(scope)
     return (
-        rid, scope["method"], route, path, status, round(seconds * 1000, 2),  # type: ignore[typeddict-item]
-        round(measures.db_seconds * 1000, 2), measures.queries,
+        rid, scope["method"], route, path, status, int(seconds * 100_000 + 0.5) / 100,  # type: ignore[typeddict-item]
+        int(measures.db_seconds * 100_000 + 0.5) / 100, measures.queries,
     )  # fmt: skip
 
 
@@ -280,7 +283,7 @@ def flush_measures() -> None:
     """Write the access lines of the requests finished since the last flush, in one write;
     in multiprocess mode, observe the pending metrics.
 
-    A request's end only queues its line (Measured.finish); this runs right after,
+    A request's end only queues what its line needs (Measured); this runs right after,
     once the event loop's current callbacks are done (call_soon), so the lines of a busy
     loop iteration are formatted together (one time stamp) and written with one system
     call."""
@@ -292,9 +295,25 @@ def flush_measures() -> None:
     finished = _FINISHED[:]
     _FINISHED.clear()
     handler = _handler[0]
-    if handler is not None:  # always: lines are queued only with a handler
-        lines = [access_fields(*entry) for entry in finished]
-        write_access_lines(handler, ACCESS, time(), lines)
+    if handler is None:  # never: lines are queued only with a handler
+        return
+    # access_fields of each, inline (a call per line costs a third of the fields)
+    lines: list[AccessFields] = [
+        (
+            scope["state"].get("request_id") or request_id(scope),
+            scope["method"],  # type: ignore[typeddict-item]
+            route,
+            f"{scope['path']}?{shown_query(query)}"
+            if (query := scope["query_string"])
+            else scope["path"],
+            status,
+            int(seconds * 100_000 + 0.5) / 100,
+            int(measures.db_seconds * 100_000 + 0.5) / 100,
+            measures.queries,
+        )
+        for scope, route, status, seconds, measures in finished
+    ]
+    write_access_lines(handler, ACCESS, time(), lines)
 
 
 class Measured:
@@ -321,32 +340,37 @@ class Measured:
             await self.app(scope, receive, send)
         finally:
             CURRENT.reset(token)
-            self.finish(scope, measures)
+            # the request's end, here rather than in a method of its own: one call less
+            seconds = perf_counter() - measures.started
+            route: str = scope.get("path_template") or UNMATCHED
+            if self.metrics:
+                key = (scope["method"], route, measures.status)
+                pending = _ROUTES.get(key)
+                if pending is None:
+                    pending = _ROUTES[key] = RoutePending(*key)
+                durations = pending.durations.values
+                durations.append(seconds)
+                pending.queries.values.append(measures.queries)
+                if SHARED:
+                    schedule_flush()
+                elif len(durations) >= LONGEST:
+                    observe_pending()  # its statements' durations with it
+            if self.access_log and access.isEnabledFor(INFO):
+                finished = (scope, route, measures.status, seconds, measures)
+                if _FINISHED or self.first_line(finished):
+                    _FINISHED.append(finished)
 
-    def finish(self, scope: Scope, measures: RequestMeasures) -> None:
-        seconds = perf_counter() - measures.started
-        route: str = scope.get("path_template") or UNMATCHED
-        if self.metrics:
-            key = (scope["method"], route, measures.status)  # type: ignore[typeddict-item]
-            pending = _ROUTES.get(key)
-            if pending is None:
-                pending = _ROUTES[key] = RoutePending(*key)
-            durations = pending.durations.values
-            durations.append(seconds)
-            pending.queries.values.append(measures.queries)
-            if SHARED:
-                schedule_flush()
-            elif len(durations) >= LONGEST:
-                observe_pending()  # its statements' durations with it
-        if not self.access_log or not access.isEnabledFor(INFO):
-            return
-        if not _FINISHED:  # the first line of this loop iteration: where lines go now
-            _handler[0] = access_handler(access)
-            if _handler[0] is None:  # another logging set-up (a test's): through logging, now
-                emit_access(access, access_fields(scope, route, measures.status, seconds, measures))
-                return
-            schedule_flush()
-        _FINISHED.append((scope, route, measures.status, seconds, measures))
+    @staticmethod
+    def first_line(finished: Finished) -> bool:
+        """The first access line since the last flush: whether it is queued, to be written
+        by flush_measures with the others of this loop iteration, or was written now
+        through logging (another logging set-up than configure's, as a test's)."""
+        _handler[0] = access_handler(access)
+        if _handler[0] is None:
+            emit_access(access, access_fields(*finished))
+            return False
+        schedule_flush()
+        return True
 
 
 # RFC 6750 2.3's access_token (which the API refuses) and the like: never written to a log.
@@ -354,8 +378,33 @@ TOKEN_PARAMETER = re.compile(r"((?:^|&)[^=&]*(?:token|secret|password)[^=&]*=)[^
 
 
 def hide_tokens(query: str) -> str:
-    """The query string with the value of any token-like parameter replaced by ***."""
-    return TOKEN_PARAMETER.sub(r"\1***", query) if query else query
+    """The query string (latin-1 text, as decoded from the request) with the value of any
+    token-like parameter replaced by ***."""
+    lowered = query.lower()
+    if "token" not in lowered and "secret" not in lowered and "password" not in lowered:
+        return query  # the common case, without the substitution's template machinery
+    return TOKEN_PARAMETER.sub(r"\1***", query)
+
+
+# A request's query string as its access line shows it, for the query strings seen lately:
+# a page's query string comes again and again, and decoding it and looking for tokens in
+# it cost more than the rest of its line's fields. Only short ones are kept, and the
+# cache starts over when full, so it holds at most SHOWN_KEPT * SHOWN_LONGEST bytes.
+SHOWN_KEPT = 1024
+SHOWN_LONGEST = 256
+_shown: dict[bytes, str] = {}
+
+
+def shown_query(query: bytes) -> str:
+    """hide_tokens of the raw query string, remembered for the query strings seen lately."""
+    shown = _shown.get(query)
+    if shown is None:
+        shown = hide_tokens(query.decode("latin-1"))
+        if len(query) <= SHOWN_LONGEST:
+            if len(_shown) >= SHOWN_KEPT:
+                _shown.clear()
+            _shown[query] = shown
+    return shown
 
 
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
