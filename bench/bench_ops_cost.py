@@ -1,7 +1,8 @@
 """What /metrics and the access log cost: `python -m bench.bench_ops_cost`.
 
 On the 50,000-deal data set, two `deals serve` (1 worker each, the same tree)
-run side by side: one with METRICS=true ACCESS_LOG=true, one with both false.
+run side by side: one with METRICS=true ACCESS_LOG=true, one with both false
+(Server-Timing, on every response whatever they say, is in both).
 wrk (127.0.0.1 only) loads them alternately, the same duration each, several
 rounds, the order swapped every round (on/off, then off/on) so that a drift
 of the machine's load hits both alike. Every round starts new server

@@ -23,6 +23,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.api.app import create_app
 from service.db.pool import Database
 from service.migrate import yoyo_url
 from service.settings import Settings
@@ -168,6 +169,18 @@ async def test_server_timing_on_every_answer(client: Client, known: Known) -> No
         assert float(db[1]) <= float(app[1])
     live = (await client.get("/health/live")).headers["server-timing"]
     assert live.startswith("db;dur=0.0, ")  # no statement
+
+
+async def test_server_timing_with_metrics_and_the_access_log_off(database_url: str) -> None:
+    """Server-Timing is on every API response (ops.md), not a part of the measures that
+    METRICS and ACCESS_LOG turn off."""
+    settings = Settings(database_url=database_url, metrics=False, access_log=False)
+    async with AsyncTestClient(app=create_app(settings)) as plain:
+        for path in ("/deals?limit=5", "/health/live", "/nowhere"):
+            answer = await plain.get(path)
+            db, app = (part.split(";dur=") for part in answer.headers["server-timing"].split(", "))
+            assert (db[0], app[0]) == ("db", "app"), path
+        assert (await plain.get("/metrics")).status_code == 404
 
 
 async def test_the_access_line_has_its_fields(

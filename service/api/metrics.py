@@ -474,9 +474,10 @@ def pool_gauges(db: Database) -> AbstractAsyncContextManager[None]:
 
 
 def instrument(app: Litestar, *, metrics: bool, access_log: bool) -> None:
-    """Wrap the whole app (routing and errors included) in the measures it asks for."""
-    if metrics or access_log:
-        # the access line's queries and db_ms, and Server-Timing's db, need the statements
-        # counted even with METRICS=false (their histograms are then never observed)
-        observe_queries(observe_query)
-        app.asgi_handler = Measured(app.asgi_handler, metrics=metrics, access_log=access_log)
+    """Wrap the whole app (routing and errors included) in its measures: Server-Timing on
+    every response (ops.md: whatever METRICS and ACCESS_LOG say), and the metrics and
+    the access line it asks for."""
+    # Server-Timing's db, and the access line's queries and db_ms, need the statements
+    # counted even with METRICS=false (their histograms are then never observed)
+    observe_queries(observe_query)
+    app.asgi_handler = Measured(app.asgi_handler, metrics=metrics, access_log=access_log)
