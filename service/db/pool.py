@@ -38,11 +38,20 @@ class Turns:
     pool of 10, p99 reached 6 to 9 times p50 (bench_http). Here a connection that comes
     back is handed to the longest waiter directly, and a newcomer takes one only when
     nobody waits; so the pool's own queue never has to wait.
+
+    A wait ends after `timeout` seconds (TimeoutError). The waiters' deadlines come in
+    their order, so one timer, every REAP_EVERY seconds while anyone waits, ends the
+    waits that are over, rather than a timer per waiting request (asyncio's timers are a
+    heap with Python comparisons: a push and a cancel per request under load).
     """
 
-    def __init__(self, size: int) -> None:
+    REAP_EVERY = 0.05  # a wait ends at most this long after its deadline
+
+    def __init__(self, size: int, timeout: float) -> None:
         self.free = size
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.timeout = timeout
+        self.waiters: deque[tuple[asyncio.Future[bool], float]] = deque()
+        self._reaper: asyncio.AbstractEventLoop | None = None  # the loop its timer runs on
 
     def take_now(self) -> bool:
         """A turn at once, when one is free and nobody waits for it."""
@@ -52,24 +61,45 @@ class Turns:
         return False
 
     async def take(self) -> None:
-        """A turn, after every request that asked before; cancelled: the turn is passed on."""
-        turn = asyncio.get_running_loop().create_future()
-        self.waiters.append(turn)
+        """A turn, after every request that asked before, within the timeout (else
+        TimeoutError); cancelled: a turn handed over meanwhile is passed on."""
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[bool] = loop.create_future()
+        self.waiters.append((turn, loop.time() + self.timeout))
+        if self._reaper is not loop:
+            self._reaper = loop
+            loop.call_later(self.REAP_EVERY, self._reap, loop)
         try:
-            await turn
+            handed = await turn
         except BaseException:
-            if turn.done() and not turn.cancelled():
-                self.give()  # handed a turn just as the wait ended (timeout): pass it on
+            if turn.done() and not turn.cancelled() and turn.result():
+                self.give()  # handed a turn just as the wait was cancelled: pass it on
             raise
+        if not handed:
+            raise TimeoutError("no connection within the acquire timeout")
 
     def give(self) -> None:
         """A turn back: to the longest waiter still waiting, else free."""
         while self.waiters:
-            turn = self.waiters.popleft()
+            turn, _ = self.waiters.popleft()
             if not turn.done():
-                turn.set_result(None)
+                turn.set_result(True)
                 return
         self.free += 1
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End the waits that are past their deadline (the oldest first); again later
+        while anyone waits."""
+        now = loop.time()
+        waiters = self.waiters
+        while waiters and (waiters[0][0].done() or waiters[0][1] <= now):
+            turn, _ = waiters.popleft()
+            if not turn.done():
+                turn.set_result(False)
+        if waiters:
+            loop.call_later(self.REAP_EVERY, self._reap, loop)
+        else:
+            self._reaper = None
 
 
 class PoolGauges(msgspec.Struct, frozen=True):
@@ -146,7 +176,7 @@ class Database:
         self.settings = settings
         self.url = settings.database_url
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._turns = Turns(settings.pool_max_size)
+        self._turns = Turns(settings.pool_max_size, settings.pool_acquire_timeout)
         self._waiting = 0
         self.close_seconds = CLOSE_SECONDS  # how long close() waits for borrowed connections
         # Through PgBouncer every pooled connection is used inside a transaction that
@@ -256,8 +286,7 @@ class Database:
                 raise Overloaded(f"{self._waiting} requests already wait for a connection")
             self._waiting += 1
             try:
-                async with asyncio.timeout(self.settings.pool_acquire_timeout):
-                    await turns.take()
+                await turns.take()
             finally:
                 self._waiting -= 1
         try:
