@@ -6,7 +6,8 @@ binds, -M prepared, in the plan_cache_mode each query's `-- plan:` line gives
 it, as the pool runs them) and the plain query for the same answer
 (bench/bench_sql.py); then wrk loads `deals serve` with the same concurrency
 for as long, and GET /health, one trivial statement, as the framework's own
-ceiling. One run, one machine: wrk, the service and PostgreSQL share its
+ceiling (again right after the detail in each round, for the detail's ratio
+to it). One run, one machine: wrk, the service and PostgreSQL share its
 cores, so ratios within the run are what is judged, not absolute numbers.
 Each measured run also reports the CPU time per request of the API server's
 processes and of PostgreSQL's backends (/proc): on a machine shared with other
@@ -408,6 +409,14 @@ def main() -> None:
                         + cpu_text(cpus[label]),
                         flush=True,
                     )
+                # The detail's goal is a ratio to /health: taken right after it, in every
+                # round, so that a drift of the machine's load between them is short.
+                beside = health
+                if endpoint.path == "/deals/{id}":
+                    beside = run_wrk(f"{bases[0][1]}/health", connections=args.connections,
+                                     seconds=args.seconds)  # fmt: skip
+                    print(f"{'GET /health (beside the detail)':<34} {'this tree':<12} API "
+                          f"{beside.requests_per_s:8.0f} req/s", flush=True)  # fmt: skip
                 measured.append(
                     Measured(
                         endpoint,
@@ -415,7 +424,7 @@ def main() -> None:
                         plain,
                         found["this tree"],
                         before=found.get(args.against) if args.against else None,
-                        health=health,
+                        health=beside,
                         cpu=cpus["this tree"],
                         before_cpu=cpus.get(args.against) if args.against else None,
                     )
