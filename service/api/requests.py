@@ -33,8 +33,8 @@ _ECHOED = frozenset({REQUEST_ID.encode(), TRACEPARENT.encode()})
 
 
 async def echo_request_headers(message: Message, scope: Scope) -> None:
-    """A before-send hook: X-Request-ID (and traceparent, when sent) on every response,
-    and with the measures on, Server-Timing (and the status for the access line)."""
+    """A before-send hook: X-Request-ID (and traceparent, when sent) and Server-Timing on
+    every response, and the status for the access line."""
     if message["type"] != "http.response.start":
         return
     headers = message.get("headers")
@@ -46,7 +46,7 @@ async def echo_request_headers(message: Message, scope: Scope) -> None:
     traceparent = header(scope, b"traceparent")
     if traceparent is not None:
         headers.append((b"traceparent", traceparent.encode("latin-1")))
-    measures = CURRENT.get()  # set by Measured when metrics or the access log are on
+    measures = CURRENT.get()  # set by Measured (service/api/metrics.py) for each request
     if measures is not None:  # no handler sets Server-Timing: appended, not replaced
         headers.append(measures.server_timing(message["status"]))
 
