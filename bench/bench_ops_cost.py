@@ -18,7 +18,10 @@ The access log is really written: LOG_LEVEL=info (the benches' other servers
 run at warning, which would skip the line), the server's stderr going to
 /dev/null, so the formatting and the write are paid, not a consumer.
 `--log-format json` measures the JSON lines instead of text; `--each` adds a
-server with only METRICS and one with only ACCESS_LOG, to split the cost.
+server with only METRICS and one with only ACCESS_LOG, to split the cost;
+`--calibrate` adds a second server with both on, and prints on / on again:
+the spread of a ratio between two identical servers, which a difference of
+a few percent must exceed to mean anything.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -71,6 +75,7 @@ class Config:
 
 ON = Config("on", metrics=True, access_log=True)
 OFF = Config("off", metrics=False, access_log=False)
+AGAIN = Config("on, again", metrics=True, access_log=True)  # --calibrate: on against on
 METRICS_ONLY = Config("metrics only", metrics=True, access_log=False)
 ACCESS_LOG_ONLY = Config("access log only", metrics=False, access_log=True)
 
@@ -148,6 +153,12 @@ def report(
                 + (f"  errors {found.errors}" if found.errors else "")
             )
         on = runs[(endpoint.name, ON.label)]
+        if any(c is AGAIN for c in configs):
+            again = runs[(endpoint.name, AGAIN.label)]
+            print(
+                f"{endpoint.name:<22} calibration, the same configuration twice: "
+                f"{paired(on, again).replace('on / off', 'on / on again')}"
+            )
         ratio = on.median / off.median
         passed = ratio >= GOAL and on.errors == 0 and off.errors == 0
         ok &= passed
@@ -160,6 +171,20 @@ def report(
     return ok
 
 
+def measured(
+    server: tuple[str, subprocess.Popen[bytes]], endpoint: Endpoint, args: argparse.Namespace
+) -> tuple[LoadResult, float]:
+    """Warm-up then one measured wrk run on the server: the result, and the server's CPU
+    time per request."""
+    base, process = server
+    if args.warmup:
+        load(base, endpoint, args, args.warmup)
+    pid = process.pid  # 1 worker: the server process serves
+    cpu = cpu_seconds(pid)
+    result = load(base, endpoint, args, args.seconds)
+    return result, (cpu_seconds(pid) - cpu) / max(result.requests, 1) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     wrk_options(parser, seconds=8, warmup_help="of each server, before each measured run")
@@ -169,13 +194,23 @@ def main() -> None:
         "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"
     )
     parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="add a second server with the measures on: on / on again is the bench's noise",
+    )
+    parser.add_argument(
         "--only", default="", help="comma-separated substrings of endpoint names to run"
     )
     args = parser.parse_args()
 
     url = loaded_database(embedded_server(), args.rows)
     endpoints = chosen(ENDPOINTS, args.only)
-    configs = [ON, OFF, *([METRICS_ONLY, ACCESS_LOG_ONLY] if args.each else [])]
+    configs = [
+        ON,
+        OFF,
+        *([METRICS_ONLY, ACCESS_LOG_ONLY] if args.each else []),
+        *([AGAIN] if args.calibrate else []),
+    ]
     common = {
         "POOL_MIN_SIZE": str(args.pool_size),
         "POOL_MAX_SIZE": str(args.pool_size),
@@ -200,13 +235,7 @@ def main() -> None:
             }
             for endpoint in endpoints:
                 for c in order(configs, number):
-                    base, process = servers[c.label]
-                    if args.warmup:
-                        load(base, endpoint, args, args.warmup)
-                    pid = process.pid  # 1 worker: the server process serves
-                    cpu = cpu_seconds(pid)
-                    result = load(base, endpoint, args, args.seconds)
-                    cpu_us = (cpu_seconds(pid) - cpu) / max(result.requests, 1) * 1e6
+                    result, cpu_us = measured(servers[c.label], endpoint, args)
                     runs[(endpoint.name, c.label)].results.append(result)
                     runs[(endpoint.name, c.label)].cpu_us.append(cpu_us)
                     print(
