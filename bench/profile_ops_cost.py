@@ -64,6 +64,9 @@ void counting_off(void) { CALLGRIND_DUMP_STATS; CALLGRIND_STOP_INSTRUMENTATION; 
 """
 TOGGLE = OUT / "callgrind_toggle.so"
 GRIND = OUT / "callgrind"
+# How many times slower a process runs under callgrind (its instructions at the rate
+# measured here): what stretches a wall-clock interval of the service to as many requests.
+SLOWER = 50
 
 
 def scope_of(path: str, query: bytes, state: dict[str, Any]) -> dict[str, Any]:
@@ -147,10 +150,23 @@ def child(args: argparse.Namespace) -> None:
     real_stderr = os.dup(2)
     os.dup2(devnull, 2)  # the access lines are written, to nowhere, as in the bench
     from service.api import app as api
+    from service.api import metrics
 
     toggle = ctypes.CDLL(str(TOGGLE)) if args.callgrind else None
     if toggle is not None:
         api.pool_gauges = no_refresh  # type: ignore[attr-defined,assignment]
+        # the access lines' wall-clock window, as many requests long as natively
+        metrics.ACCESS_WRITE_EVERY *= SLOWER
+    writes = [0, 0]  # access-line writes and lines, counted to print lines per write
+    namespace = vars(metrics)  # where Measured finds write_access_lines
+    write_lines = namespace["write_access_lines"]
+
+    def counted(handler: Any, logger: str, lines: list[Any]) -> None:
+        writes[0] += 1
+        writes[1] += len(lines)
+        write_lines(handler, logger, lines)
+
+    namespace["write_access_lines"] = counted
     app = api.app_from_env()
     out: dict[str, Any] = {}
 
@@ -162,14 +178,19 @@ def child(args: argparse.Namespace) -> None:
             cpu = time.process_time()
             if profile is not None:
                 profile.enable()
+            writes[:] = 0, 0
             if toggle is not None:
                 toggle.counting_on()
             await drive(app, endpoint, args.requests, args.concurrency, args.rows)
+            metrics.write_access()  # the last lines' write, counted with the requests
             if toggle is not None:
                 toggle.counting_off()
             if profile is not None:
                 profile.disable()
-            figures: dict[str, Any] = {"us": (time.process_time() - cpu) / args.requests * 1e6}
+            figures: dict[str, Any] = {
+                "us": (time.process_time() - cpu) / args.requests * 1e6,
+                "lines_per_write": writes[1] / writes[0] if writes[0] else 0.0,
+            }
             if profile is not None:
                 figures["functions"] = functions_of(profile, args.requests)
                 figures["calls"] = sum(n for n, _ in figures["functions"].values())
@@ -224,7 +245,8 @@ def run_child(config: str, args: argparse.Namespace) -> dict[str, Any]:
     command += ["--profile"] if args.profile else []
     dumps = GRIND / f"{config}.{os.getpid()}"
     if args.callgrind:
-        # valgrind runs the process ~50x slower: no pool or statement timeout may fire
+        # valgrind runs the process ~SLOWER times slower: no pool or statement timeout may
+        # fire
         env.update(POOL_ACQUIRE_TIMEOUT="600", STATEMENT_TIMEOUT_MS="0", PYTHONHASHSEED="0")
         GRIND.mkdir(parents=True, exist_ok=True)
         for old in GRIND.glob(f"{dumps.name}*"):
@@ -324,7 +346,11 @@ def main() -> None:
             figures = found[config][-1]
             print(
                 f"round {number + 1} {config:<8} "
-                + "  ".join(f"{e} {figures[e][key]:10.1f}" for e in args.endpoints.split(",")),
+                + "  ".join(
+                    f"{e} {figures[e][key]:10.1f} ({figures[e]['lines_per_write']:.1f} lines"
+                    " per access-line write)"
+                    for e in args.endpoints.split(",")
+                ),
                 flush=True,
             )
     report(args, found)

@@ -43,8 +43,8 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-# An access line's fields after its time, in this order (ACCESS_FIELDS).
-AccessFields = tuple[str, str, str, str, int, float, float, int]
+# An access line's time (its request's end) and its fields, in this order (ACCESS_FIELDS).
+AccessFields = tuple[float, str, str, str, str, int, float, float, int]
 ACCESS_FIELDS = (
     "request_id", "method", "route", "path", "status", "duration_ms", "db_ms", "queries",
 )  # fmt: skip
@@ -56,17 +56,15 @@ class LineFormatter(logging.Formatter):
     def line(self, created: float, level: str, logger: str, message: str, extra: Any) -> str:
         raise NotImplementedError
 
-    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
-        """line() of an access line (INFO, the message `method path status`, its fields in
-        ACCESS_FIELDS' order), written without building its fields' dict."""
+    def access_line(self, logger: str, fields: AccessFields) -> str:
+        """line() of an access line (INFO at its time, the message `method path status`,
+        its fields in ACCESS_FIELDS' order), written without building its fields' dict."""
         raise NotImplementedError
 
-    def access_lines(
-        self, created: float, logger: str, lines: list[AccessFields], terminator: str
-    ) -> str:
-        """The access lines written at one time, each followed by the terminator."""
+    def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
+        """Access lines written together, each followed by the terminator."""
         line = self.access_line
-        return "".join([line(created, logger, fields) + terminator for fields in lines])
+        return "".join([line(logger, fields) + terminator for fields in lines])
 
 
 class AccessLine(msgspec.Struct):
@@ -104,8 +102,8 @@ class JsonFormatter(LineFormatter):
             }
         ).decode()
 
-    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
-        request_id, method, route, path, status, duration_ms, db_ms, queries = fields
+    def access_line(self, logger: str, fields: AccessFields) -> str:
+        created, request_id, method, route, path, status, duration_ms, db_ms, queries = fields
         return _encode(
             AccessLine(
                 _json_time(created), "info", logger, f"{method} {path} {status}",
@@ -113,19 +111,18 @@ class JsonFormatter(LineFormatter):
             )
         ).decode()  # fmt: skip
 
-    def access_lines(
-        self, created: float, logger: str, lines: list[AccessFields], terminator: str
-    ) -> str:
+    def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
         if terminator != "\n":
-            return super().access_lines(created, logger, lines, terminator)
-        ts = _json_time(created)
+            return super().access_lines(logger, lines, terminator)
+        ts = _json_time
         return _encode_lines(
             [
                 AccessLine(
-                    ts, "info", logger, f"{method} {path} {status}",
+                    ts(created), "info", logger, f"{method} {path} {status}",
                     request_id, method, route, path, status, duration_ms, db_ms, queries,
                 )
-                for request_id, method, route, path, status, duration_ms, db_ms, queries in lines
+                for created, request_id, method, route, path, status, duration_ms, db_ms, queries
+                in lines
             ]
         ).decode()  # fmt: skip
 
@@ -159,23 +156,21 @@ class TextFormatter(LineFormatter):
             return text
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
-    def access_line(self, created: float, logger: str, fields: AccessFields) -> str:
-        return self.access_lines(created, logger, [fields], "")
+    def access_line(self, logger: str, fields: AccessFields) -> str:
+        return self.access_lines(logger, [fields], "")
 
-    def access_lines(
-        self, created: float, logger: str, lines: list[AccessFields], terminator: str
-    ) -> str:
+    def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
         # one f-string per line (cheaper than a % of 11 values); a float's text is
         # str()'s, remembered
-        start = f"{_text_time(created)} INFO {logger} "
+        at = _text_time
         shown = _float_text.get  # the text of a float seen lately
         return "".join(
             [
-                f"{start}{method} {path} {status} request_id={rid} method={method} route={route}"
-                f" path={path} status={status}"
+                f"{at(created)} INFO {logger} {method} {path} {status} request_id={rid}"
+                f" method={method} route={route} path={path} status={status}"
                 f" duration_ms={shown(duration) or float_text(duration)}"
                 f" db_ms={shown(db) or float_text(db)} queries={n}{terminator}"
-                for rid, method, route, path, status, duration, db, n in lines
+                for created, rid, method, route, path, status, duration, db, n in lines
             ]
         )
 
@@ -304,23 +299,24 @@ def access_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
 
 
 def write_access_lines(
-    handler: logging.StreamHandler[Any], logger: str, created: float, lines: list[AccessFields]
+    handler: logging.StreamHandler[Any], logger: str, lines: list[AccessFields]
 ) -> None:
-    """Access lines of one time (their fields) formatted and written in one write."""
+    """Access lines (their times and fields) formatted and written in one write."""
     formatter: LineFormatter = handler.formatter  # type: ignore[assignment]
-    _write(handler, formatter.access_lines(created, logger, lines, handler.terminator), logger)
+    _write(handler, formatter.access_lines(logger, lines, handler.terminator), logger)
 
 
 def emit_access(logger: logging.Logger, fields: AccessFields) -> None:
     """The access line of a request: what emit() writes for it (message `method path
     status`, the fields as `extra`), formatted in one step when the set-up is
-    configure()'s, through emit() otherwise."""
+    configure()'s, through emit() otherwise (whose record has the time of the call)."""
     handler = access_handler(logger)
     if handler is not None:
-        write_access_lines(handler, logger.name, time.time(), [fields])
+        write_access_lines(handler, logger.name, [fields])
         return
-    _request_id, method, _route, path, status, *_timing = fields
-    emit(logger, "%s %s %s", (method, path, status), dict(zip(ACCESS_FIELDS, fields, strict=True)))
+    _created, *named = fields
+    _request_id, method, _route, path, status, *_timing = named
+    emit(logger, "%s %s %s", (method, path, status), dict(zip(ACCESS_FIELDS, named, strict=True)))
 
 
 def config(settings: Settings) -> dict[str, Any]:

@@ -24,10 +24,16 @@ EXTRA = {
     "db_ms": 0.5,
     "queries": 1,
 }
-# EXTRA as the access line's fields tuple
-ACCESS: logs.AccessFields = tuple(EXTRA[k] for k in logs.ACCESS_FIELDS)  # type: ignore[assignment]
 # a whole second, just before and after one, and an ordinary instant
 INSTANTS = [1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0004, 1_764_000_123.456789]
+
+
+def access_at(created: float) -> logs.AccessFields:
+    """EXTRA as an access line's time and fields."""
+    return (created, *(EXTRA[k] for k in logs.ACCESS_FIELDS))  # type: ignore[return-value]
+
+
+ACCESS = access_at(INSTANTS[-1])
 
 
 def record(created: float, extra: dict[str, Any]) -> logging.LogRecord:
@@ -58,7 +64,7 @@ def test_an_access_line_is_what_format_writes(
     formatter: logs.LineFormatter, created: float
 ) -> None:
     expected = formatter.format(record(created, EXTRA))
-    line = formatter.access_line(created, "service.access", ACCESS)
+    line = formatter.access_line("service.access", access_at(created))
     assert line == expected
 
 
@@ -153,7 +159,9 @@ def test_emit_access_goes_through_logging_to_another_handler(
 ) -> None:
     access = logging.getLogger("service.access")
     with alone(), caught_on(access) as caught:
-        logs.emit_access(access, ("r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2))
+        logs.emit_access(
+            access, (INSTANTS[0], "r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2)
+        )
     [line] = caught
     assert line.getMessage() == "GET /deals?limit=3 200"
     assert {k: getattr(line, k) for k in EXTRA} == {
@@ -207,7 +215,7 @@ def test_the_text_of_a_time_is_str_of_it_whether_remembered_or_not() -> None:
     formatter = logs.TextFormatter()
     values = [0.5, 1.25, 0.5, 12.0, 100.01, 1.25] + [n / 100 for n in range(logs.FLOATS_KEPT + 2)]
     for value in values:
-        fields = (*ACCESS[:5], value, value, 1)
-        line = formatter.access_line(1_700_000_000.0, "service.access", fields)
+        fields = (*ACCESS[:6], value, value, 1)
+        line = formatter.access_line("service.access", fields)
         assert line.endswith(f" duration_ms={value} db_ms={value} queries=1")
     assert len(logs._float_text) <= logs.FLOATS_KEPT

@@ -13,6 +13,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -346,10 +347,14 @@ async def sink(message: object) -> None:
     """receive and send of a request whose messages go nowhere."""
 
 
-async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
-    """Requests that end together are recorded after them, their lines in one write."""
+async def test_access_lines_are_written_together_each_with_its_requests_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests that end within ACCESS_WRITE_EVERY have their lines written in one write,
+    after it; each line's time is its own request's end, not the write's; the app's
+    shutdown writes what is still queued."""
     from service import logs
-    from service.api.metrics import Measured
+    from service.api import metrics
 
     writes: list[str] = []
 
@@ -366,19 +371,33 @@ async def test_access_lines_of_one_loop_iteration_are_written_at_once() -> None:
     logs.configure(Settings(database_url="postgresql://x@127.0.0.1:1/x", log_level="info"))
     (handler,) = root.handlers
     handler.setStream(Stream())  # type: ignore[attr-defined]
+    measured = metrics.Measured(app, metrics=True, access_log=True)
     try:
-        measured = Measured(app, metrics=True, access_log=True)
+        monkeypatch.setattr(metrics, "ACCESS_WRITE_EVERY", 1.0)
         await asyncio.gather(*(measured(request(f"/deals/{n}"), sink, sink) for n in (1, 2, 3)))  # type: ignore[arg-type]
-        await asyncio.sleep(0)  # the loop's next callbacks: the flush
+        await asyncio.sleep(0.05)
+        await measured(request("/deals/4"), sink, sink)  # type: ignore[arg-type]
+        assert writes == []  # queued, not written yet
+        for _ in range(100):  # bounded: 10 s
+            if writes:
+                break
+            await asyncio.sleep(0.1)
+        monkeypatch.setattr(metrics, "ACCESS_WRITE_EVERY", 60.0)
+        await measured(request("/deals/5"), sink, sink)  # type: ignore[arg-type]
+        assert len(writes) == 1
+        await metrics.write_access_at_shutdown(None)  # type: ignore[arg-type]
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
-    [text] = writes
-    assert [line.split(" ")[5] for line in text.splitlines()] == [
-        "/deals/1",
-        "/deals/2",
-        "/deals/3",
-    ]
+    together, at_shutdown = writes
+    lines = together.splitlines()
+    assert [line.split(" ")[5] for line in lines] == [f"/deals/{n}" for n in (1, 2, 3, 4)]
+    assert at_shutdown.split(" ")[5] == "/deals/5"
+
+    def at(line: str) -> datetime:
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+    assert at(lines[3]) - at(lines[2]) >= timedelta(milliseconds=50)  # the sleep between
 
 
 async def test_pending_figures_are_observed_when_they_grow_long_unscraped() -> None:
