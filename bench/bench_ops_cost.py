@@ -193,11 +193,8 @@ def main() -> None:
     parser.add_argument(
         "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"
     )
-    parser.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="add a second server with the measures on: on / on again is the bench's noise",
-    )
+    noise = "also a second server with both on: on / on again is the bench's own noise"
+    parser.add_argument("--calibrate", action="store_true", help=noise)
     parser.add_argument(
         "--only", default="", help="comma-separated substrings of endpoint names to run"
     )
