@@ -43,7 +43,7 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-# An access line's time (its request's end) and its fields, in this order (ACCESS_FIELDS).
+# An access line's time (its request's end), then its fields in ACCESS_FIELDS' order.
 AccessFields = tuple[float, str, str, str, str, int, float, float, int]
 ACCESS_FIELDS = (
     "request_id", "method", "route", "path", "status", "duration_ms", "db_ms", "queries",

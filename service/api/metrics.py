@@ -243,9 +243,8 @@ def count_stats_cache(hit: bool) -> None:
 
 
 # The access lines (their times and fields) queued since the last write, and the handler
-# they are written to. Fields, not the requests' scopes: a tuple of strings and numbers
-# is left alone by the garbage collector, while a scope queued for milliseconds would be
-# walked by its collections.
+# they are written to. A line's fields are taken when its request ends: nothing else of
+# the request (its scope, its measures) is kept while the line waits.
 _FINISHED: list[AccessFields] = []
 _handler: list[logging.StreamHandler[Any] | None] = [None]
 _scheduled = [False]
