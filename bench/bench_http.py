@@ -303,8 +303,9 @@ def export(ref: str) -> Path:
             ["git", "archive", sha], cwd=ROOT, check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    if imported_from(dest) != dest / "service":
-        raise SystemExit(f"--against {ref}: its server would import {imported_from(dest)}")
+    imported = imported_from(dest)
+    if imported != dest / "service":
+        raise SystemExit(f"--against {ref}: its server would import {imported}")
     return dest
 
 

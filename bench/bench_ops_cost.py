@@ -118,7 +118,7 @@ def order(configs: Sequence[Config], round_number: int) -> list[Config]:
     return list(configs) if round_number % 2 == 0 else list(reversed(configs))
 
 
-def paired(on: Runs, off: Runs) -> str:
+def paired(on: Runs, off: Runs, label: str = "on / off") -> str:
     """The ratios of each round's two runs, run one after the other on the same machine:
     their median and range, which a drift of the machine's load between rounds moves less
     than the ratio of the medians."""
@@ -126,8 +126,8 @@ def paired(on: Runs, off: Runs) -> str:
     rates = [a.requests_per_s / b.requests_per_s for a, b in pairs]
     cpu = [a / b for a, b in zip(on.cpu_us, off.cpu_us, strict=True)]
     return (
-        f"per round: req/s on / off median {statistics.median(rates):.3f} "
-        f"({min(rates):.3f}-{max(rates):.3f}), CPU per request on / off median "
+        f"per round: req/s {label} median {statistics.median(rates):.3f} "
+        f"({min(rates):.3f}-{max(rates):.3f}), CPU per request {label} median "
         f"{statistics.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})"
     )
 
@@ -157,7 +157,7 @@ def report(
             again = runs[(endpoint.name, AGAIN.label)]
             print(
                 f"{endpoint.name:<22} calibration, the same configuration twice: "
-                f"{paired(on, again).replace('on / off', 'on / on again')}"
+                f"{paired(on, again, 'on / on again')}"
             )
         ratio = on.median / off.median
         passed = ratio >= GOAL and on.errors == 0 and off.errors == 0
