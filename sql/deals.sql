@@ -375,11 +375,22 @@ ORDER BY id
 -- entries (index-only) and sort them: its prices are tested as `+ 0`, which no
 -- index serves, so that it walks.
 -- plan: generic (one plan for both cases: a one-time filter picks the branch)
-SELECT CASE WHEN $6::bool THEN (
-         SELECT count(*)
-         FROM deals cd
-         WHERE cd.price_per_night >= $1::numeric
-           AND cd.price_per_night <= $2::numeric) END AS total,
+SELECT CASE WHEN $6::bool THEN (  -- count_deals_in_price_range
+         (SELECT coalesce(sum(t.deal_count), 0)
+          FROM deal_price_totals t
+          WHERE t.price_floor >= ceil($1::numeric)
+            AND t.price_floor < greatest(ceil($1::numeric), floor($2::numeric)))
+         + (SELECT count(*)
+            FROM deals lo
+            WHERE lo.price_per_night >= $1::numeric
+              AND lo.price_per_night <= $2::numeric
+              AND lo.price_per_night < ceil($1::numeric))
+         + (SELECT count(*)
+            FROM deals hi
+            WHERE hi.price_per_night >= $1::numeric
+              AND hi.price_per_night <= $2::numeric
+              AND hi.price_per_night >= greatest(ceil($1::numeric), floor($2::numeric)))
+       )::bigint END AS total,
        (SELECT coalesce(string_agg(row_to_json(p)::text, ',' ORDER BY p.id), '')
         FROM (SELECT d.id, d.deal_id, hotel,
                      d.room_type, d.price_per_night::text AS price_per_night,
@@ -601,14 +612,30 @@ WHERE dc.category_id = (SELECT c.id FROM categories c WHERE c.name = lower($5::t
   AND ($6::bool IS NULL OR d.is_available = $6::bool)
 
 -- name: count_deals_in_price_range :val
--- GET /deals?price_min=A&price_max=B&count=exact, no other filter: an index-only
--- scan of deals_price_id_idx (count_deals reads the heap: its removed join needs hotel_id),
--- over the range $1 to $2 (a missing bound is 0 or 10^8: every price).
--- plan: generic (the range's index entries, index-only, whatever its width)
-SELECT count(*)
-FROM deals d
-WHERE d.price_per_night >= $1::numeric
-  AND d.price_per_night <= $2::numeric
+-- GET /deals?price_min=A&price_max=B&count=exact, no other filter: how many deals
+-- are priced $1 to $2 (a missing bound is 0 or 10^8: every price). The whole
+-- units of price the range covers, ceil($1) up to floor($2) (100-150: the 50
+-- units 100.00-100.99 to 149.00-149.99), are summed from deal_price_totals
+-- (migration 0013, in step with every write); the deals of the two partial
+-- units at its ends, $1 up to ceil($1) and floor($2) up to $2 (150.00 here),
+-- are counted in deals_price_id_idx (index-only). So a range reads about one
+-- row per unit of its width instead of one index entry per deal in it.
+-- plan: generic (three index range scans whose bounds come from the values)
+SELECT ((SELECT coalesce(sum(t.deal_count), 0)
+         FROM deal_price_totals t
+         WHERE t.price_floor >= ceil($1::numeric)
+           AND t.price_floor < greatest(ceil($1::numeric), floor($2::numeric)))
+        + (SELECT count(*)  -- below the first whole unit
+           FROM deals lo
+           WHERE lo.price_per_night >= $1::numeric
+             AND lo.price_per_night <= $2::numeric
+             AND lo.price_per_night < ceil($1::numeric))
+        + (SELECT count(*)  -- from the end of the last whole unit
+           FROM deals hi
+           WHERE hi.price_per_night >= $1::numeric
+             AND hi.price_per_night <= $2::numeric
+             AND hi.price_per_night >= greatest(ceil($1::numeric), floor($2::numeric)))
+       )::bigint
 
 -- name: count_category_deals :val
 -- GET /deals?category=X&count=exact, no other filter: the category's links alone

@@ -54,6 +54,7 @@ def test_round_trip(empty_db: str) -> None:
         "deal_categories",
         "events",
         "deal_totals",
+        "deal_price_totals",
     }
     assert migrate.rollback(empty_db, None) == list(reversed(ids))
     assert tables(empty_db) == set()

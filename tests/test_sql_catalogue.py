@@ -305,6 +305,8 @@ async def test_a_count_shape_answers_as_the_general_count(
     count_deals_in_category count."""
     cases = [
         deals.DealFilters(price_min=Decimal(100), price_max=Decimal(150)),
+        deals.DealFilters(price_min=Decimal("99.99"), price_max=Decimal("300.01")),
+        deals.DealFilters(price_min=Decimal("120.10"), price_max=Decimal("120.60")),
         deals.DealFilters(price_min=Decimal("899.5")),
         deals.DealFilters(price_max=Decimal(40)),
         deals.DealFilters(category="luxury"),
@@ -317,7 +319,7 @@ async def test_a_count_shape_answers_as_the_general_count(
         count = await deals.count_deals(conn, filters=filters)
         assert count == await general(conn, *filters.args()), filters
         found.append(count > 0)
-    assert found == [True, True, True, True, True, False]
+    assert found == [True, True, True, True, True, True, True, False]
 
 
 async def test_a_sort_with_no_filter_pages_as_the_general_query(

@@ -1,11 +1,13 @@
-"""deal_totals (migration 0010) answers the stats and the exact total exactly as the live queries.
+"""deal_totals (migration 0010) and deal_price_totals (0013) answer exactly as the live queries.
 
 After API writes (create, update of price, availability and hotel, delete),
-a load, a changed reload, a concurrent writer and the migration's own
-backfill, every shape the totals serve equals the live query over deals:
-GET /deals/stats (min_stars, is_available) against deal_stats_by_city, and
-the exact total of GET /deals (city, min_stars, is_available) against
-count_deals.
+a load, a changed reload, a concurrent writer and the migrations' own
+backfills, every shape the totals serve equals the live query over deals:
+GET /deals/stats (min_stars, is_available) against deal_stats_by_city, the
+exact total of GET /deals (city, min_stars, is_available) against
+count_deals, and the exact total of a price range (whole units, partial ones
+at its ends, a range inside one unit) against count_deals too; and
+deal_price_totals holds each unit's live number of deals.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from litestar.testing import AsyncTestClient
 
 from service import migrate
 from service.db.catalogue import CATALOGUE
-from service.db.deals import DealFilters, count_deals
+from service.db.deals import (
+    COUNT_DEALS,
+    COUNT_DEALS_IN_PRICE_RANGE,
+    DealFilters,
+    count_deals,
+    price_bounds,
+)
 from service.db.rows import CityStats
 from service.db.stats import count_deals_from_totals, deal_stats, totals_answer
 from service.load import generator
@@ -36,6 +44,17 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 STARS = (None, 1, 3, 4, 5)
 AVAILABLE = (None, True, False)
+PRICE_RANGES = [  # price_min, price_max as the API passes them (a missing bound is None)
+    ("100", "150"),  # whole units, and 150.00 alone at the end
+    ("99.99", "300.01"),  # partial units at both ends
+    ("120.10", "120.60"),  # inside one unit
+    ("77.77", "77.77"),
+    ("10.01", None),
+    (None, "99.99"),
+    (None, None),
+    ("0.01", "1.00"),
+    ("150", "100"),  # min above max: nothing
+]
 
 
 async def live_stats(conn: Conn, min_stars: int | None, available: bool | None) -> list[CityStats]:
@@ -71,17 +90,40 @@ async def assert_totals_exact(conn: Conn, client: Client | None = None) -> int:
                 {"city": s.city, "avg_price": str(s.avg_price), "deal_count": s.deal_count}
                 for s in live
             ]
+    for low, high in PRICE_RANGES:
+        filters = DealFilters(
+            price_min=None if low is None else Decimal(low),
+            price_max=None if high is None else Decimal(high),
+        )
+        live = await COUNT_DEALS(conn, *filters.args())
+        assert await COUNT_DEALS_IN_PRICE_RANGE(conn, *price_bounds(filters)) == live, (low, high)
+    units = (  # each unit of price's number of deals, as kept and as the deals give it
+        "SELECT price_floor, sum(deal_count) FROM deal_price_totals "
+        "GROUP BY 1 HAVING sum(deal_count) <> 0 ORDER BY 1"
+    )
+    live_units = "SELECT floor(price_per_night), count(*) FROM deals GROUP BY 1 ORDER BY 1"
+    assert [tuple(r) for r in await conn.fetch(units)] == [
+        tuple(r) for r in await conn.fetch(live_units)
+    ]
     total: int = await conn.fetchval("SELECT count(*) FROM deals")
     if client is not None:
         page = (await client.get("/deals", params={"limit": 1})).json()
         assert page["total"] == total
+        # the API's price page carries the same total
+        for low, high in [("100", "150"), ("99.99", "300.01"), ("120.10", "120.60")]:
+            params = {"price_min": low, "price_max": high, "limit": 1}
+            page = (await client.get("/deals", params=params)).json()
+            filters = DealFilters(price_min=Decimal(low), price_max=Decimal(high))
+            assert page["total"] == await COUNT_DEALS(conn, *filters.args()), (low, high)
     return total
 
 
 async def rows_per_key(conn: Conn) -> int:
+    """The most rows any key has, in deal_totals and in deal_price_totals."""
     most: int = await conn.fetchval(
         "SELECT coalesce(max(n), 0) FROM "
-        "(SELECT count(*) AS n FROM deal_totals GROUP BY hotel_id, is_available) AS k"
+        "(SELECT count(*) AS n FROM deal_totals GROUP BY hotel_id, is_available "
+        " UNION ALL SELECT count(*) FROM deal_price_totals GROUP BY price_floor) AS k"
     )
     return most
 
@@ -95,7 +137,11 @@ async def test_rollback_and_apply_again_backfill_exactly(
     database_url: str, conn: Conn, known: Known
 ) -> None:
     # the migrations that depend on it go first, the newest first
-    after = ["0012_drop_deals_hotel_id_idx", "0011_deals_hotel_id_id_idx"]
+    after = [
+        "0013_deal_price_totals",
+        "0012_drop_deals_hotel_id_idx",
+        "0011_deals_hotel_id_id_idx",
+    ]
     assert await asyncio.to_thread(migrate.rollback, database_url, 1 + len(after)) == [
         *after,
         "0010_deal_totals",
@@ -114,6 +160,24 @@ async def test_rollback_and_apply_again_backfill_exactly(
         *reversed(after),
     ]
     assert await assert_totals_exact(conn) == len(known.deals)
+
+
+async def test_price_totals_rollback_and_apply_again_backfill_exactly(
+    database_url: str, conn: Conn, known: Known
+) -> None:
+    assert await asyncio.to_thread(migrate.rollback, database_url, 1) == ["0013_deal_price_totals"]
+    assert await conn.fetchval("SELECT to_regclass('deal_price_totals')") is None
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'deals'::regclass "
+            "AND tgname LIKE 'deal_price_totals%'"
+        )
+        == 0
+    )
+    await conn.execute("UPDATE deals SET price_per_night = price_per_night + 0.5 WHERE id % 3 = 0")
+    assert await asyncio.to_thread(migrate.apply, database_url) == ["0013_deal_price_totals"]
+    assert await assert_totals_exact(conn) == len(known.deals)
+    assert await rows_per_key(conn) == 1
 
 
 async def test_api_writes_keep_the_totals_exact(client: Client, conn: Conn, known: Known) -> None:
@@ -207,7 +271,7 @@ async def test_a_writer_never_waits_for_a_transaction_holding_its_key(
         await long.start()
         await holder.execute(insert, hotel, "500.00")  # folds (locks) the key's rows until commit
         await other.execute("SET lock_timeout = '2s'")
-        for price in ("1.00", "2.00", "3.00"):  # each commits at once: skips the held rows
+        for price in ("500.10", "500.20", "500.30"):  # each commits at once: skips the held rows
             await other.execute(insert, hotel, price)
         assert await assert_totals_exact(conn) == len(known.deals) + 3
         await long.commit()
@@ -215,13 +279,14 @@ async def test_a_writer_never_waits_for_a_transaction_holding_its_key(
         await holder.close()
         await other.close()
     assert await assert_totals_exact(conn) == len(known.deals) + 4
-    await conn.execute(insert, hotel, "4.00")  # a later write folds them all again
+    await conn.execute(insert, hotel, "500.40")  # a later write folds them all again
     assert await rows_per_key(conn) == 1
 
 
 async def test_truncate_empties_the_totals(conn: Conn, known: Known) -> None:
     await conn.execute("TRUNCATE deals CASCADE")
     assert await conn.fetchval("SELECT count(*) FROM deal_totals") == 0
+    assert await conn.fetchval("SELECT count(*) FROM deal_price_totals") == 0
     assert await assert_totals_exact(conn) == 0
 
 
