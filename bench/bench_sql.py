@@ -84,10 +84,16 @@ class Answer:
         return self.plain
 
 
-def stats_statement() -> tuple[str, tuple[Any, ...]]:
-    """The service's stats query, whatever its current shape: every filter NULL."""
-    query = CATALOGUE["deal_stats_by_city"]
-    return ("deal_stats_by_city", (None,) * query.params)
+PLAIN_STATS_IN_PRICE_RANGE = """\
+SELECT COALESCE(json_agg(s ORDER BY s.deal_count DESC, s.city), '[]'::json)
+  FROM (SELECT h.city,
+               round(avg(d.price_per_night), 2)::text AS avg_price,
+               count(*) AS deal_count
+          FROM deals d
+          JOIN hotels h ON h.id = d.hotel_id
+         WHERE d.price_per_night BETWEEN 100 AND 150
+         GROUP BY h.city) s;
+"""
 
 
 def answers(rows: int) -> list[Answer]:
@@ -110,7 +116,14 @@ def answers(rows: int) -> list[Answer]:
             "list_city.sql",
             {"city": CITY.lower()},
         ),
-        Answer("stats", [stats_statement()], "stats.sql"),
+        # GET /deals/stats with no filter, as the API answers it (service/db/stats.py)
+        Answer("stats", [("deal_stats_from_totals", (None, None))], "stats.sql"),
+        # a price range, which deal_totals cannot answer: the deals in it
+        Answer(
+            "stats, price 100-150",
+            [("deal_stats_in_price_range", ("100", "150"))],
+            PLAIN_STATS_IN_PRICE_RANGE,
+        ),
         Answer(
             "price range 100-150 + total",
             [("list_deals_in_price_range_by_id_json", ("100", "150", 0, PAGE, 0, True))],

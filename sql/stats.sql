@@ -29,6 +29,24 @@ WHERE ($1::int IS NULL OR h.star_rating >= $1::int)
 GROUP BY h.city
 ORDER BY deal_count DESC, h.city
 
+-- name: deal_stats_in_price_range :many
+-- GET /deals/stats?price_min=A&price_max=B, no other filter: deal_stats_by_city's
+-- answer for the deals priced $1 to $2 (a missing bound is 0 or 10^8: every
+-- price). A query of its own, not deal_stats_by_city with its other filters
+-- NULL: that one is planned afresh at every call (custom, so that its absent
+-- filters fold away), 1.5 ms of planning for 7 ms of work at 50,000 deals
+-- (0.80x the plain query under pgbench); this one is planned once.
+-- plan: generic (a bitmap scan of the range's index entries, whatever its width: every deal of 1M in 323 ms, custom 404)
+SELECT h.city,
+       round(avg(d.price_per_night), 2) AS avg_price,
+       count(*) AS deal_count
+FROM deals d
+JOIN hotels h ON h.id = d.hotel_id
+WHERE d.price_per_night >= $1::numeric
+  AND d.price_per_night <= $2::numeric
+GROUP BY h.city
+ORDER BY deal_count DESC, h.city
+
 -- name: deal_stats_from_totals :many
 -- GET /deals/stats filtered by at most $1 min_stars and $2 is_available: deal_stats_by_city's
 -- answer from deal_totals (a row or a few per hotel) joined to hotels; avg(x) is sum(x)/count,

@@ -13,7 +13,7 @@ import pytest
 
 from service.api.responses import DealPage, deal_page_json
 from service.db import catalogue as sqlcat
-from service.db import deals
+from service.db import deals, stats
 from service.db import load as load_sql
 from service.db.pool import Database
 from service.db.rows import deal_from_row
@@ -182,6 +182,11 @@ PLAN_RUNS: dict[str, list[tuple[Any, ...]]] = {
     ],
     "list_deals_in_category_by_id": [("luxury", 0, 20, 0), ("Budget", 15_000, 21, 0)],
     "count_deals_in_price_range": [(Decimal(100), Decimal(150)), (Decimal(0), Decimal(40))],
+    "deal_stats_in_price_range": [
+        (Decimal(100), Decimal(150)),
+        (Decimal(0), Decimal(10) ** 8),
+        (Decimal("899.5"), Decimal(10) ** 8),
+    ],
     "count_category_deals": [("luxury",), ("Budget",), ("nothing",)],
     "estimate_all_deals": [()],
     "get_hotel": [(1,), (10**9,)],
@@ -320,6 +325,25 @@ async def test_a_count_shape_answers_as_the_general_count(
         assert count == await general(conn, *filters.args()), filters
         found.append(count > 0)
     assert found == [True, True, True, True, True, True, True, False]
+
+
+async def test_stats_of_a_price_range_answer_as_the_general_query(
+    bench_rows: int, conn: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """deal_stats_in_price_range gives deal_stats_by_city's answer for a price range alone."""
+    sizes = []
+    for low, high in [("100", "150"), ("99.5", "101"), ("899.5", None), (None, "31"),
+                      ("1000", None)]:  # fmt: skip
+        filters = deals.DealFilters(
+            price_min=None if low is None else Decimal(low),
+            price_max=None if high is None else Decimal(high),
+        )
+        answer = await stats.deal_stats(conn, filters)
+        assert answer == await stats.deal_stats(conn, filters, live=True), (low, high)
+        sizes.append(sum(city.deal_count for city in answer))
+    in_range = deals.DealFilters(price_min=Decimal(100), price_max=Decimal(150))
+    assert sizes[0] == await deals.COUNT_DEALS(conn, *in_range.args())
+    assert [size > 0 for size in sizes] == [True, True, True, True, False]
 
 
 async def test_a_sort_with_no_filter_pages_as_the_general_query(

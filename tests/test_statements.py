@@ -159,6 +159,7 @@ async def test_statements_do_not_grow_with_page_size(
         ("/deals/{id}", "-- name: get_deal :one"),
         ("/deals/stats?category=luxury", "-- name: deal_stats_by_city :many"),
         ("/deals/stats?min_stars=3", "-- name: deal_stats_from_totals :many"),
+        ("/deals/stats?price_max=150", "-- name: deal_stats_in_price_range :many"),
         ("/hotels/{hotel}", "-- name: get_hotel :one"),
         ("/categories", "-- name: list_categories :many"),
     ],

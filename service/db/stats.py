@@ -1,5 +1,4 @@
-"""A typed function per query of sql/stats.sql (deal_stats runs deal_stats_by_city), and
-which one answers a shape.
+"""A typed function per query of sql/stats.sql, and which one answers a shape.
 
 deal_totals (migration 0010) answers what filters only by hotel and
 is_available, exactly and in step with every write; a price range or a
@@ -9,10 +8,11 @@ category needs the deals themselves (the live queries).
 from __future__ import annotations
 
 from service.db.catalogue import Connection, Many, Record, Value
-from service.db.deals import DealFilters
+from service.db.deals import DealFilters, price_bounds, price_only
 from service.db.rows import CityStats
 
 DEAL_STATS_BY_CITY = Many("deal_stats_by_city")
+DEAL_STATS_IN_PRICE_RANGE = Many("deal_stats_in_price_range")
 DEAL_STATS_FROM_TOTALS = Many("deal_stats_from_totals")
 COUNT_DEALS_FROM_TOTALS = Value("count_deals_from_totals")
 
@@ -25,13 +25,16 @@ def totals_answer(filters: DealFilters) -> bool:
 async def deal_stats(
     conn: Connection, filters: DealFilters, *, live: bool = False
 ) -> list[CityStats]:
-    """GET /deals/stats: from deal_totals where it can answer, else the live query
-    (deal_stats_by_city); live=True asks the deals themselves whatever the filters
-    (the tests hold the two answers equal). The answer is by city: filters.city is
-    not one of its filters."""
+    """GET /deals/stats: from deal_totals where it can answer; else a price range
+    alone by its own query (deal_stats_in_price_range), anything else by the live
+    query (deal_stats_by_city). live=True asks deal_stats_by_city whatever the
+    filters (the tests hold the answers equal). The answer is by city: filters.city
+    is not one of its filters."""
     f = filters
     if not live and totals_answer(f):
         return city_stats(await DEAL_STATS_FROM_TOTALS(conn, f.min_stars, f.is_available))
+    if not live and price_only(f):
+        return city_stats(await DEAL_STATS_IN_PRICE_RANGE(conn, *price_bounds(f)))
     rows = await DEAL_STATS_BY_CITY(
         conn, f.min_stars, f.price_min, f.price_max, f.category, f.is_available
     )
