@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -142,9 +143,22 @@ async def test_named_statements_break_through_pgbouncer_and_unnamed_ones_do_not(
             await c.close()
         return failures
 
-    cached = await run([await asyncpg.connect(url) for _ in range(8)])
-    assert cached
-    assert all(f.endswith("does not exist") for f in cached)
+    # Deterministically: a statement prepared on the server connection the client had,
+    # then that server held by another client's transaction (PgBouncer hands out its
+    # most recently used idle server first), so the client's next run lands elsewhere.
+    client = await asyncpg.connect(url)  # asyncpg's named-statement cache on, its default
+    holder = await asyncpg.connect(url, statement_cache_size=0)
+    try:
+        assert await client.fetchval("SELECT $1::int + $2::int", 1, 2) == 3
+        async with holder.transaction():
+            assert await holder.fetchval("SELECT 1") == 1  # holds that server until the end
+            with pytest.raises(asyncpg.InvalidSQLStatementNameError) as caught:
+                await client.fetchval("SELECT $1::int + $2::int", 1, 2)
+    finally:
+        await client.close()
+        await holder.close()
+    first = str(caught.value).splitlines()[0]
+    assert re.fullmatch(r'prepared statement "__asyncpg_stmt_\d+__" does not exist', first), first
     kwargs = connect_kwargs(pooled(database_url, bouncer), "deals-api", pooler=True)
     assert kwargs == {
         "server_settings": {"application_name": "deals-api"},
