@@ -174,15 +174,19 @@ def list_shapes() -> list[Shape]:
 
 
 def stats_shapes() -> list[Shape]:
-    def stats(label: str, *args: Any) -> Shape:
-        return Shape(f"GET /deals/stats{label}", "deal_stats_by_city", args)
+    """Each stats shape with the query the API sends for it (service/db/stats.py)."""
+
+    def stats(label: str, query: str, *args: Any) -> Shape:
+        return Shape(f"GET /deals/stats{label}", query, args)
 
     return [
-        stats("", None, None, None, None, None),
-        stats("?min_stars=3", 3, None, None, None, None),
-        stats("?price_min=100&price_max=150", None, Decimal(100), Decimal(150), None, None),
-        stats("?category=luxury", None, None, None, "luxury", None),
-        stats("?is_available=true", None, None, None, None, True),
+        stats("", "deal_stats_from_totals", None, None),
+        stats("?min_stars=3", "deal_stats_from_totals", 3, None),
+        stats(
+            "?price_min=100&price_max=150", "deal_stats_in_price_range", Decimal(100), Decimal(150)
+        ),
+        stats("?category=luxury", "deal_stats_by_city", None, None, None, "luxury", None),
+        stats("?is_available=true", "deal_stats_from_totals", None, True),
     ]
 
 
