@@ -81,7 +81,9 @@ ENDPOINTS = [
         0.5,
         FASTER_THAN_BEFORE,
     ),
-    Endpoint("GET /deals/stats", "/deals/stats", "stats", 0.8),
+    # One cheap statement since deal_totals (migration 0010): like the detail, bound by
+    # the framework, not by its SQL (11,782 tps against the API's 2,606-2,783 req/s).
+    Endpoint("GET /deals/stats", "/deals/stats", "stats", 0.12),
 ]
 
 
