@@ -150,3 +150,19 @@ def test_json_pages_encode_the_same_deal_columns() -> None:
     for name in JSON_PAGES:
         assert json_columns(name) == expected, name
         assert CATALOGUE[name].plan == "generic", name
+
+
+def test_the_price_range_pages_total_is_count_deals_in_price_range() -> None:
+    """list_deals_in_price_range_by_id_json's total is count_deals_in_price_range's
+    expression (deal_price_totals' whole units and the two partial ones), word for word."""
+
+    def bare(sql: str) -> str:  # no comments, no space inside parentheses
+        sql = fold(re.sub(r"--[^\n]*", "", sql))
+        return re.sub(r"\s+\)", ")", re.sub(r"\(\s+", "(", sql))
+
+    name = "count_deals_in_price_range"
+    count = bare(CATALOGUE[name].sql.split("\n", 1)[1].replace(f" /* {name} */", ""))
+    assert count.startswith("SELECT ((SELECT coalesce(sum(t.deal_count), 0) FROM deal_price_totals")
+    page = bare(CATALOGUE["list_deals_in_price_range_by_id_json"].sql)
+    total = page[page.index("THEN ((") + len("THEN ") : page.index(" END AS total,")]
+    assert f"SELECT {total}" == count
