@@ -124,16 +124,15 @@ def loaded(server: EmbeddedPostgres, rows: int, csv_dir: Path, *, fresh: bool) -
     return Loaded(rows, url, seconds, rss)
 
 
-TRIGGERS = (
-    "deal_totals_insert",
-    "deal_totals_update",
-    "deal_totals_delete",
-    "deal_totals_truncate",
-)
+TRIGGERS = (  # deal_totals' (migration 0010) and deal_price_totals' (0013)
+    *(f"{table}_{event}" for table in ("deal_totals", "deal_price_totals")
+      for event in ("insert", "update", "delete", "truncate")),
+)  # fmt: skip
+TOTALS = "the totals' triggers"
 
 
 def without_totals(url: str) -> None:
-    """The database as before migration 0010's triggers: writes maintain nothing."""
+    """The database without migrations 0010's and 0013's triggers: writes maintain nothing."""
     with psycopg.connect(url, autocommit=True) as conn:
         for trigger in TRIGGERS:
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON deals".encode())
@@ -153,7 +152,7 @@ def drop(server: EmbeddedPostgres, name: str) -> None:
 
 
 def load_cost(server: EmbeddedPostgres, rows: int, csv_dir: Path, rounds: int) -> None:
-    """`deals load` of the same file into an empty database, with and without deal_totals."""
+    """`deals load` of the same file into an empty database, with and without TRIGGERS."""
     path = csv_for(rows, csv_dir)
     seconds: dict[str, list[float]] = {"without": [], "with": []}
     for _ in range(rounds):
@@ -170,13 +169,13 @@ def load_cost(server: EmbeddedPostgres, rows: int, csv_dir: Path, rounds: int) -
             took, rss = peak_of(done.stderr)
             seconds[label].append(took)
             print(
-                f"load {rows:,} {label} deal_totals: {took:.1f} s, peak RSS {rss:.0f} MB",
+                f"load {rows:,} {label} {TOTALS}: {took:.1f} s, peak RSS {rss:.0f} MB",
                 file=sys.stderr,
             )
             drop(server, f"cost_load_{label}")
     plain, kept = statistics.median(seconds["without"]), statistics.median(seconds["with"])
     print(
-        f"deals load of {rows:,} rows (median of {rounds}): {plain:.1f} s without deal_totals, "
+        f"deals load of {rows:,} rows (median of {rounds}): {plain:.1f} s without {TOTALS}, "
         f"{kept:.1f} s with: x{kept / plain:.3f} ({kept - plain:+.1f} s)"
     )
 
@@ -194,7 +193,7 @@ WRITES = {
 
 
 async def write_cost(server: EmbeddedPostgres, template: str, per_round: int, rounds: int) -> None:
-    """One deal written per transaction, as the API writes, with and without deal_totals."""
+    """One deal written per transaction, as the API writes, with and without TRIGGERS."""
     urls = {}
     for label in ("without", "with"):
         urls[label] = recreate(server, f"cost_write_{label}", template)
@@ -227,7 +226,7 @@ async def write_cost(server: EmbeddedPostgres, template: str, per_round: int, ro
         plain = spent[(kind, "without")] / done[(kind, "without")] * 1000
         kept = spent[(kind, "with")] / done[(kind, "with")] * 1000
         print(
-            f"one {kind:<20} per transaction: {plain:.3f} ms without deal_totals, "
+            f"one {kind:<20} per transaction: {plain:.3f} ms without {TOTALS}, "
             f"{kept:.3f} ms with: x{kept / plain:.2f} ({kept - plain:+.3f} ms)"
         )
 
@@ -348,7 +347,8 @@ def main() -> None:
     parser.add_argument(
         "--costs",
         action="store_true",
-        help="instead: what deal_totals adds to a 1M load and to one write (with vs without)",
+        help="instead: what deal_totals' and deal_price_totals' triggers add to a 1M load and "
+        "to one write (with vs without)",
     )
     parser.add_argument("--cost-rows", type=int, default=1_000_000)
     parser.add_argument("--cost-rounds", type=int, default=2)
