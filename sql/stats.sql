@@ -35,7 +35,7 @@ ORDER BY deal_count DESC, h.city
 -- price). A query of its own, not deal_stats_by_city with its other filters
 -- NULL: that one is planned afresh at every call (custom, so that its absent
 -- filters fold away), 1.5 ms of planning for 7 ms of work at 50,000 deals
--- (0.80x the plain query under pgbench); this one is planned once.
+-- (0.71-0.80x the plain query under pgbench); this one is planned once.
 -- plan: generic (a bitmap scan of the range's index entries, whatever its width: every deal of 1M in 323 ms, custom 404)
 SELECT h.city,
        round(avg(d.price_per_night), 2) AS avg_price,
