@@ -124,10 +124,11 @@ def loaded(server: EmbeddedPostgres, rows: int, csv_dir: Path, *, fresh: bool) -
     return Loaded(rows, url, seconds, rss)
 
 
-TRIGGERS = (  # deal_totals' (migration 0010) and deal_price_totals' (0013)
-    *(f"{table}_{event}" for table in ("deal_totals", "deal_price_totals")
-      for event in ("insert", "update", "delete", "truncate")),
-)  # fmt: skip
+TRIGGERS = tuple(  # deal_totals' (migration 0010) and deal_price_totals' (0013)
+    f"{table}_{event}"
+    for table in ("deal_totals", "deal_price_totals")
+    for event in ("insert", "update", "delete", "truncate")
+)
 TOTALS = "the totals' triggers"
 
 

@@ -192,9 +192,10 @@ async def page_json(
 
 
 async def count_deals(conn: Connection, *, filters: DealFilters) -> int:
-    """How many deals match, live (what deal_totals cannot answer: service/db/stats.py):
-    a price range alone or a category alone, the query of that shape; else with a
-    category, the one that starts from its links."""
+    """How many deals match, for filters deal_totals cannot answer (service/db/stats.py):
+    a price range alone from deal_price_totals and the range's two partial units
+    (count_deals_in_price_range), a category alone by its links; else the live count,
+    with a category the one that starts from its links."""
     if filters == NO_FILTERS or price_only(filters):
         in_range: int = await COUNT_DEALS_IN_PRICE_RANGE(conn, *price_bounds(filters))
         return in_range
