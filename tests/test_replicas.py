@@ -105,6 +105,32 @@ async def test_read_consistency_other_than_primary_is_a_422_naming_the_header(
         assert response.status_code == 200, path
 
 
+@pytest.mark.read_only
+async def test_the_header_is_checked_on_exactly_the_gets_the_document_declares_it_on(
+    client: Any, known: Known
+) -> None:
+    """The paths that check the header come from the routes at start-up, and the document,
+    built on first use, declares it: the two agree, path by path."""
+    document = (await client.get("/docs/openapi.json")).json()
+    ids = {"/deals/{id}": known.deals[0].id, "/hotels/{id}": known.hotels[0]["id"]}
+    checked, declared = set(), set()
+    for path, item in document["paths"].items():
+        if "get" not in item:
+            continue
+        names = {parameter["name"] for parameter in item["get"].get("parameters", [])}
+        if "X-Read-Consistency" in names:
+            declared.add(path)
+        url = path.replace("{id}", str(ids[path])) if path in ids else path
+        response = await client.get(url, headers={"X-Read-Consistency": "strong"})
+        if response.status_code == 422:
+            assert response.json()["error"]["details"][0]["field"] == "X-Read-Consistency"
+            checked.add(path)
+    assert checked == declared
+    assert declared == {
+        "/categories", "/deals", "/deals/stats", "/deals/{id}", "/hotels", "/hotels/{id}",
+    }  # fmt: skip
+
+
 # --- a real replica -------------------------------------------------------------------------
 
 

@@ -35,7 +35,11 @@ from service.api.openapi import declare_rate_limit, finish_openapi
 from service.api.replica_metrics import replica_gauges
 from service.api.requests import echo_request_headers, reject_unknown_parameters
 from service.api.stats import StatsCache, StatsController
-from service.compat import fix_options_allow, keep_integer_bounds_exact
+from service.compat import (
+    finish_openapi_when_built,
+    fix_options_allow,
+    keep_integer_bounds_exact,
+)
 from service.db.pool import Database
 from service.serve import drain_middleware, settle_heap
 from service.settings import Settings
@@ -118,12 +122,18 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,  # logging is configured once, by service.logs
         middleware=[drain_middleware, *access_middleware(settings, redis), consistency.middleware],
     )
-    finish_openapi(app)
     consistency.declare(app)
-    if settings.auth_on:
-        declare_security(app)
-    if settings.rate_limit is not None:
-        declare_rate_limit(app, rate_limited)
+
+    def document(app: Litestar) -> None:
+        finish_openapi(app)
+        consistency.document(app)
+        if settings.auth_on:
+            declare_security(app)
+        if settings.rate_limit is not None:
+            declare_rate_limit(app, rate_limited)
+
+    # The document is built and finished when first used (GET /docs/openapi.json), not here
+    finish_openapi_when_built(app, document)
     fix_options_allow(app)
     # Before routing: HEAD, gzip negotiation, CORS (service/api/http.py).
     # Measured inside the HTTP layer: it sees the scope the router fills (path_template).

@@ -20,6 +20,7 @@ from litestar import Litestar
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIResponse, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Send
 
 from service.api.errors import ERROR_DESCRIPTIONS, Unprocessable
@@ -51,11 +52,24 @@ class ReadConsistency:
         self.paths: frozenset[str] = frozenset()  # route templates, filled by declare()
 
     def declare(self, app: Litestar) -> None:
-        """Document the header, and the 422 a bad value gets, on every GET operation that may
-        read from a replica."""
-        paths = set()
+        """The paths whose GET may read from a replica: every GET operation the OpenAPI
+        document shows, but PRIMARY_ONLY's. Read from the routes, so that the document
+        need not be built at start-up (service.compat.finish_openapi_when_built)."""
+        self.paths = frozenset(
+            route.path_format
+            for route in app.routes
+            if isinstance(route, HTTPRoute)
+            and not route.path_format.startswith(PRIMARY_ONLY)
+            and any(
+                "GET" in handler.http_methods and handler.resolve_include_in_schema()
+                for handler in route.route_handlers
+            )
+        )
+
+    def document(self, app: Litestar) -> None:
+        """Document the header, and the 422 a bad value gets, on those GET operations."""
         for path, item in (app.openapi_schema.paths or {}).items():
-            if item.get is None or path.startswith(PRIMARY_ONLY):
+            if item.get is None or path not in self.paths:
                 continue
             item.get.parameters = [*(item.get.parameters or []), PARAMETER]
             responses = item.get.responses if item.get.responses is not None else {}
@@ -63,8 +77,6 @@ class ReadConsistency:
                 "422", OpenAPIResponse(description=ERROR_DESCRIPTIONS[422], content=ERROR_BODY)
             )
             item.get.responses = responses
-            paths.add(path)
-        self.paths = frozenset(paths)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Litestar middleware (after routing): the header's reads on the primary, or a 422."""

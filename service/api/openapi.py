@@ -1,12 +1,12 @@
 """The finishing of the served OpenAPI document: what the handlers cannot declare in Litestar 2.
 
-create_app calls finish_openapi once the app is built, before the document
-is first served. Every response header gets a schema (ETag, Location,
-Retry-After), every operation documents the 500 of an unexpected failure,
-and the errors no operation owns (an unknown route's 404, a method a path
-does not have: 405) are documented under components.responses. Every error
-has the one body, ErrorResponse. The Litestar work-arounds themselves are
-in service/compat.py.
+create_app has finish_openapi run when Litestar first builds the document
+(service.compat.finish_openapi_when_built), before it is first served. Every
+response header gets a schema (ETag, Location, Retry-After), every operation
+documents the 500 of an unexpected failure, and the errors no operation owns
+(an unknown route's 404, a method a path does not have: 405) are documented
+under components.responses. Every error has the one body, ErrorResponse. The
+Litestar work-arounds themselves are in service/compat.py.
 """
 
 from __future__ import annotations
