@@ -79,6 +79,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+@pytest.fixture(autouse=True)
+def logging_as_found() -> Iterator[None]:
+    """The root logger as the test found it: a test that runs a command in-process
+    (`main([...])`) has logs.configure put a handler on the root that writes to the
+    test's captured stderr, which pytest closes when the test ends. Left there, every
+    later log line of the worker failed in it and printed a `--- Logging error ---`
+    traceback (thousands a run, seconds of CPU). Handlers the test added are removed and
+    the root's level is restored; pytest's own handlers come and go with each phase."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
 def read_only(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("read_only") is not None
 
