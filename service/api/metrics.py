@@ -23,15 +23,13 @@ second and summed over live workers.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from functools import partial
 from pathlib import Path
 from time import perf_counter, time
 from typing import Any
@@ -149,13 +147,21 @@ class FastHistogram:
         self.sum(value)
 
     def observe_all(self, values: list[float]) -> None:
-        """observe() each value, the buckets found and counted in C: one increment per
-        bucket and one of the sum, whatever the number of values."""
-        for bucket, count in collections.Counter(
-            map(partial(bisect_left, self.bounds), values)
-        ).items():
-            self.buckets[bucket](count)
-        self.sum(sum(values))
+        """observe() each value: one increment per bucket and one of the sum, whatever the
+        number of values. The values are sorted once (in C); a bucket's count is then the
+        number of values up to its bound less those up to the bound before, each found by
+        bisection: a few steps per bucket, not per value. (Finding each value's bucket
+        with bisect cost about 1,200 instructions a value.)"""
+        ordered = sorted(values)
+        counted = 0
+        for bucket, bound in zip(self.buckets, self.bounds, strict=True):
+            upto = bisect_right(ordered, bound)  # the values <= bound, as the client counts
+            if upto > counted:
+                bucket(upto - counted)
+                counted = upto
+                if counted == len(ordered):
+                    break
+        self.sum(sum(values))  # in the order observed, as observe() would add them
 
 
 # A request's end only appends its figures to plain lists (Pending): no lock, no call
