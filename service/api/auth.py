@@ -36,21 +36,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar import Litestar
 from litestar.openapi.spec import Components, OpenAPIResponse, Reference, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from redis.asyncio import Redis
 
 from service.api.errors import ApiError, Forbidden, TooManyRequests, Unauthenticated
 from service.api.openapi import ERROR_BODY
 from service.api.ratelimit import Limiter, LocalCounter, Rate, RedisCounter
 from service.api.request_id import header
 from service.settings import Settings, SettingsError
+
+# PyJWT (with cryptography) and redis are imported where they are used, with AUTH_JWT_* and
+# REDIS_URL set: about 100 ms of every start-up of a service that uses neither.
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 READ: Final = "deals:read"
 WRITE: Final = "deals:write"
@@ -85,22 +86,23 @@ def required_scope(method: str, path: str) -> str | None:
 
 # --- the token ----------------------------------------------------------------------
 
-# What the client is told for each refusal; never the library's own text, which may quote the token.
-REASONS: Final[list[tuple[type[Exception], str]]] = [
-    (jwt.ExpiredSignatureError, "the token has expired"),
-    (jwt.ImmatureSignatureError, "the token is not valid yet (nbf or iat in the future)"),
-    (jwt.InvalidAudienceError, "the token is for another audience"),
-    (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
-    (jwt.InvalidSignatureError, "the token's signature does not verify"),
-    (jwt.InvalidAlgorithmError, "the token is not signed with the accepted algorithm"),
-    (jwt.DecodeError, "the token is not a well-formed JWT"),
-]
-
 
 def reason(exc: Exception) -> str:
+    """What the client is told for a refused token; never the library's own text, which may
+    quote the token."""
+    import jwt
+
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"the token lacks the {exc.claim} claim"  # a name from our own list
-    for kind, text in REASONS:
+    reasons: list[tuple[type[Exception], str]] = [
+        (jwt.ExpiredSignatureError, "the token has expired"),
+        (jwt.ImmatureSignatureError, "the token is not valid yet (nbf or iat in the future)"),
+        (jwt.InvalidAudienceError, "the token is for another audience"),
+        (jwt.InvalidSignatureError, "the token's signature does not verify"),
+        (jwt.InvalidAlgorithmError, "the token is not signed with the accepted algorithm"),
+        (jwt.DecodeError, "the token is not a well-formed JWT"),
+    ]
+    for kind, text in reasons:
         if isinstance(exc, kind):
             return text
     return "the token is not valid"
@@ -161,6 +163,8 @@ class Verifier:
             if valid_from <= now < valid_until:
                 return principal
             del self.cache[token]
+        import jwt  # here, not at start-up (see the imports)
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -197,6 +201,9 @@ def load_public_key(path: Path) -> tuple[Any, str]:
         raise SettingsError(
             f"AUTH_JWT_PUBLIC_KEY={path}: cannot read it ({exc.strerror})"
         ) from None
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     try:
         key = load_pem_public_key(pem)
     except (ValueError, TypeError):

@@ -25,10 +25,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:  # redis is imported where it is used: only with REDIS_URL set
+    from redis.asyncio import Redis
 
 log = logging.getLogger("service.ratelimit")
 
@@ -99,6 +99,8 @@ class RedisCounter:
         # The client (a subject or an address) is hashed: a key of fixed size and alphabet.
         digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
         key = f"{KEY_PREFIX}{window}:{digest}"
+        from redis.exceptions import RedisError  # loaded already: self.redis is a client
+
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)

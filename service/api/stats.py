@@ -20,12 +20,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING
 
 import msgspec
 from litestar import Controller
 from litestar.datastructures import State
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from service.api.errors import read
 from service.api.metrics import count_stats_cache
@@ -40,6 +39,9 @@ from service.api.params import (
 from service.db.pool import Database
 from service.db.rows import CityStats
 from service.db.stats import deal_stats
+
+if TYPE_CHECKING:  # redis is imported where it is used: only with REDIS_URL set
+    from redis.asyncio import Redis
 
 MAX_ENTRIES = 256
 REDIS_PREFIX = "deals:stats:"
@@ -95,6 +97,8 @@ class StatsCache:
     async def _shared(
         self, redis: Redis, key: Hashable, compute: Callable[[], Awaitable[Stats]]
     ) -> Stats:
+        from redis.exceptions import RedisError  # loaded already: `redis` is a client
+
         name = REDIS_PREFIX + _encode(key).decode()
         try:
             found = await redis.get(name)
