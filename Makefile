@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 COUNT  ?= 1
 # pytest-xdist workers for `make pytest`: one per core and one more, since part of a test's
-# time is spent waiting on the servers and processes it starts (on 2 cores: 2 workers
-# 124-133 s, 3 workers 101-112 s, 4 workers 122 s); 0 runs the suite in one process
+# time is spent waiting on the servers and processes it starts. On 2 cores 3 workers were
+# the fastest each time they were compared (2, 3 and 4 workers: 124-133, 101-112 and 122 s;
+# later, one run each: 115, 110 and 115 s). 0 runs the suite in one process
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 SAMPLE ?= $(or $(DEALS_DATA_DIR),.data)/sample.csv
 
