@@ -92,21 +92,22 @@ class RedisCounter:
     """One counter per client and window, shared by every worker that uses this Redis."""
 
     def __init__(self, redis: Redis) -> None:
+        from redis.exceptions import RedisError  # loaded with the client, not at start-up
+
         self.redis = redis
+        self.failures: tuple[type[Exception], ...] = (RedisError, OSError)
         self.warned = -math.inf
 
     async def count(self, client: str, window: int, ttl: int) -> int | None:
         # The client (a subject or an address) is hashed: a key of fixed size and alphabet.
         digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
         key = f"{KEY_PREFIX}{window}:{digest}"
-        from redis.exceptions import RedisError  # loaded already: self.redis is a client
-
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, ttl)
                 count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except self.failures as exc:
             now = time.monotonic()
             if now - self.warned >= WARN_EVERY:
                 self.warned = now

@@ -65,6 +65,12 @@ class StatsCache:
     ) -> None:
         self.ttl = ttl
         self.redis = redis
+        # what a Redis that does not answer raises (redis loaded with the client, if any)
+        self.failures: tuple[type[Exception], ...] = ()
+        if redis is not None:
+            from redis.exceptions import RedisError
+
+            self.failures = (RedisError, OSError)
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[float, asyncio.Future[Stats]]] = OrderedDict()
@@ -97,12 +103,10 @@ class StatsCache:
     async def _shared(
         self, redis: Redis, key: Hashable, compute: Callable[[], Awaitable[Stats]]
     ) -> Stats:
-        from redis.exceptions import RedisError  # loaded already: `redis` is a client
-
         name = REDIS_PREFIX + _encode(key).decode()
         try:
             found = await redis.get(name)
-        except (RedisError, OSError) as exc:
+        except self.failures as exc:
             log.warning("stats cache: Redis did not answer (%s)", type(exc).__name__)
             found = None
         if found is not None:
@@ -122,7 +126,7 @@ class StatsCache:
                 del self._entries[key]
         try:
             await redis.set(name, _encode(stats), px=max(1, round(self.ttl * 1000)))
-        except (RedisError, OSError) as exc:
+        except self.failures as exc:
             log.warning("stats cache: Redis did not answer (%s)", type(exc).__name__)
         return stats
 
