@@ -2,7 +2,8 @@
 
 Starts `make run` (embedded PostgreSQL, migrations, the 50,000-row sample, `deals serve`)
 in a session of its own, waits for GET /health, checks /docs and /health/ready, then stops
-it: SIGTERM to its whole process group, SIGKILL if it has not exited within STOP_SECONDS,
+it: SIGTERM to its whole process group, SIGKILL if it has not exited within STOP_SECONDS
+(after SIGUSR1, which has `deals serve` write its threads' stacks to the log, printed),
 then `deals db stop`. Every wait has a deadline, so a server that does not stop fails this
 script with a message instead of holding CI until its own timeout.
 
@@ -57,7 +58,23 @@ def wait_for_health(base: str, run: subprocess.Popen[bytes]) -> None:
         time.sleep(1)
 
 
-def stop(run: subprocess.Popen[bytes]) -> None:
+def dump_stacks(run: subprocess.Popen[bytes], log: str) -> None:
+    """SIGUSR1 to every process of make's group but make itself: `deals serve` writes its
+    threads' stacks to the log (service/serve.py), which is printed, what it was doing."""
+    listed = subprocess.run(
+        ["ps", "-o", "pid=", "-g", str(run.pid)], capture_output=True, text=True, check=False
+    )
+    for pid in map(int, listed.stdout.split()):
+        if pid != run.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+    time.sleep(1)
+    print(f"make run's output ({log}):", file=sys.stderr)
+    with open(log, encoding="utf-8", errors="replace") as text:
+        sys.stderr.write(text.read()[-12000:])
+
+
+def stop(run: subprocess.Popen[bytes], log: str) -> None:
     started = time.monotonic()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(run.pid, signal.SIGTERM)
@@ -66,6 +83,7 @@ def stop(run: subprocess.Popen[bytes]) -> None:
         print(f"smoke: make run stopped {time.monotonic() - started:.1f} s after SIGTERM")
     except subprocess.TimeoutExpired as timed_out:
         subprocess.run(["ps", "-o", "pid,pgid,stat,args", "-g", str(run.pid)], check=False)
+        dump_stacks(run, log)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=STOP_SECONDS)
         message = f"make run did not stop within {STOP_SECONDS} s of SIGTERM (killed)"
@@ -105,7 +123,7 @@ def main() -> None:
             sys.stderr.write(text.read()[-4000:])
         raise
     finally:
-        stop(run)
+        stop(run, log.name)
     os.unlink(log.name)
     print("smoke test of make run passed")
 

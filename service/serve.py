@@ -16,6 +16,7 @@ every full collection, and no longer collects the requests in flight every
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import gc
 import os
 import shutil
@@ -88,7 +89,14 @@ def metrics_folder(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # the spawned workers inherit it
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` writes the stack of every thread of that process to its stderr (the
+    log) and lets it run on: what a server that hangs, or does not stop, is doing."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    dump_stacks_on_sigusr1()  # the supervisor, or the one process that serves
     metrics_folder(workers)
     config = uvicorn.Config(
         "service.api.app:app_from_env",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import signal
 import socket
 import time
@@ -100,6 +101,37 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(database_url: str, tmp_
             assert in_flight.result(timeout=30) == 200
         assert server.process.wait(timeout=30) == 0
         assert "Application shutdown complete" in server.output()
+
+
+@pytest.mark.read_only
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigusr1_writes_every_threads_stack_and_the_server_serves_on(
+    database_url: str, tmp_path: Path, workers: str
+) -> None:
+    """What a server that hangs is doing: SIGUSR1 to the process that serves (the worker,
+    with --workers 2 as without) writes its threads' stacks to the log."""
+    with serving(database_url, tmp_path / "server.log", API_WORKERS=workers) as server:
+        pid = server.process.pid
+        serving_pids = [pid]
+        if workers != "1":  # the supervisor's spawned workers serve
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            serving_pids = [
+                int(child)
+                for child in children
+                if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text()
+            ]
+        assert len(serving_pids) == int(workers)
+        for serving_pid in serving_pids:
+            os.kill(serving_pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while server.output().count("Current thread") < len(serving_pids):
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
+        output = server.output()
+        assert 'File "' in output
+        assert "uvicorn" in output  # the serving loop's frames
+        assert fetch_status(f"{server.base}/health/live") == 200
+        assert server.process.poll() is None
 
 
 @pytest.mark.read_only

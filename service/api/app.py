@@ -40,7 +40,7 @@ from service.compat import (
     keep_integer_bounds_exact,
 )
 from service.db.pool import Database
-from service.serve import drain_middleware, settle_heap
+from service.serve import drain_middleware, dump_stacks_on_sigusr1, settle_heap
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
@@ -146,6 +146,7 @@ def app_from_env() -> Litestar:
     (DATABASE_URL is set by `deals serve`), then the worker's heap settled (settle_heap)."""
     settings = Settings.from_env()
     logs.configure(settings)
+    dump_stacks_on_sigusr1()  # each worker as well (serve.run registers its supervisor)
     app = create_app(settings)
     settle_heap()
     return app
