@@ -2,17 +2,20 @@
 
 On the 50,000-deal data set, two `deals serve` (1 worker each, the same tree)
 run side by side: one with METRICS=true ACCESS_LOG=true, one with both false
-(Server-Timing, on every response whatever they say, is in both).
-wrk (127.0.0.1 only) loads them alternately, the same duration each, several
-rounds, the order swapped every round (on/off, then off/on) so that a drift
-of the machine's load hits both alike. Every round starts new server
-processes: two processes of the same configuration can differ by several
-percent (hash seed, memory layout), which one pair kept for every round
-would report as the cost of the measures. Per endpoint it prints the median
-req/s of each and the ratio on / off. Goal: on >= 0.95x off (at most 5%
-slower with the measures on). Beside it, the server process's CPU time per
-request (/proc): on a machine busy with other work, req/s swings by a third
-from run to run, CPU per request much less.
+(Server-Timing, on every response whatever they say, is in both). With 2 CPUs
+or more (`--no-pin` to leave them free) the servers run on CPU 0, PostgreSQL
+and wrk on the others: a server then never waits for the CPU behind its own
+database or load generator, and what it serves is what it can compute.
+wrk (127.0.0.1 only) loads them in turn, one second each, --seconds times
+(the order swapped every second), so that a drift of the machine's speed
+(another tenant of the host) slows both alike; before, 5 to 8 s of one then
+of the other left two identical servers 8-10% apart in a round. Every round
+starts new server processes: two processes of the same configuration can
+differ by several percent (hash seed, memory layout), which one pair kept
+for every round would report as the cost of the measures. Per endpoint it
+prints the median req/s of each and the ratio on / off. Goal: on >= 0.95x
+off (at most 5% slower with the measures on). Beside it, the server
+process's CPU time per request (/proc).
 
 The access log is really written: LOG_LEVEL=info (the benches' other servers
 run at warning, which would skip the line), the server's stderr going to
@@ -28,18 +31,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from bench.common import (
+    DEALS,
     LoadResult,
     api_server,
     chosen,
     embedded_server,
     loaded_database,
+    postgres_on,
     wrk_api,
     wrk_options,
 )
@@ -110,7 +116,7 @@ class Runs:
 
 
 def load(base: str, endpoint: Endpoint, args: argparse.Namespace, seconds: int) -> LoadResult:
-    return wrk_api(f"{base}{endpoint.path}", args, seconds, endpoint.random_id)
+    return wrk_api(f"{base}{endpoint.path}", args, seconds, endpoint.random_id, args.others)
 
 
 def order(configs: Sequence[Config], round_number: int) -> list[Config]:
@@ -171,24 +177,53 @@ def report(
     return ok
 
 
+def combined(slices: Sequence[LoadResult]) -> LoadResult:
+    """One result of equally long wrk runs: their mean req/s, their requests and errors
+    summed, the median of their p50 and of their p99."""
+    return LoadResult(
+        requests_per_s=statistics.fmean(r.requests_per_s for r in slices),
+        p50_ms=statistics.median(r.p50_ms for r in slices),
+        p99_ms=statistics.median(r.p99_ms for r in slices),
+        requests=sum(r.requests for r in slices),
+        non_2xx=sum(r.non_2xx for r in slices),
+        socket_errors=sum(r.socket_errors for r in slices),
+    )
+
+
 def measured(
-    server: tuple[str, subprocess.Popen[bytes]], endpoint: Endpoint, args: argparse.Namespace
-) -> tuple[LoadResult, float]:
-    """Warm-up then one measured wrk run on the server: the result, and the server's CPU
-    time per request."""
-    base, process = server
+    servers: dict[str, tuple[str, subprocess.Popen[bytes]]],
+    configs: Sequence[Config],
+    endpoint: Endpoint,
+    args: argparse.Namespace,
+) -> dict[str, tuple[LoadResult, float]]:
+    """Each server warmed up, then --seconds of load each, one second at a time, in turn:
+    a drift of the machine's speed (another tenant's load) that lasts more than a second
+    or two then slows them all alike. Per server: the combined result, and its CPU time
+    per request."""
     if args.warmup:
-        load(base, endpoint, args, args.warmup)
-    pid = process.pid  # 1 worker: the server process serves
-    cpu = cpu_seconds(pid)
-    result = load(base, endpoint, args, args.seconds)
-    return result, (cpu_seconds(pid) - cpu) / max(result.requests, 1) * 1e6
+        for c in configs:
+            load(servers[c.label][0], endpoint, args, args.warmup)
+    slices: dict[str, list[LoadResult]] = {c.label: [] for c in configs}
+    cpu = dict.fromkeys(slices, 0.0)
+    for number in range(args.seconds):
+        for c in order(configs, number):
+            base, process = servers[c.label]
+            before = cpu_seconds(process.pid)  # 1 worker: the server process serves
+            slices[c.label].append(load(base, endpoint, args, 1))
+            cpu[c.label] += cpu_seconds(process.pid) - before
+    found = {}
+    for label, results in slices.items():
+        result = combined(results)
+        found[label] = (result, cpu[label] / max(result.requests, 1) * 1e6)
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     wrk_options(parser, seconds=8, warmup_help="of each server, before each measured run")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds per endpoint, new servers each"
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--each", action="store_true", help="also serve with METRICS alone and ACCESS_LOG alone"
@@ -198,9 +233,22 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated substrings of endpoint names to run"
     )
+    pin = "the server on CPU 0, PostgreSQL and wrk on the others (the default with 2+ CPUs)"
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None, help=pin)
     args = parser.parse_args()
+    cpus = os.cpu_count() or 1
+    can_pin = cpus >= 2 and shutil.which("taskset") is not None
+    if args.pin is None:
+        args.pin = can_pin
+    elif args.pin and not can_pin:
+        raise SystemExit("--pin needs 2 CPUs or more and taskset (util-linux)")
+    others = "1" if cpus == 2 else f"1-{cpus - 1}"
+    args.others = others if args.pin else None  # PostgreSQL's and wrk's CPUs
 
-    url = loaded_database(embedded_server(), args.rows)
+    server = embedded_server()
+    url = loaded_database(server, args.rows)
+    serve = ["taskset", "-c", "0", *DEALS, "serve"] if args.pin else None
+
     endpoints = chosen(ENDPOINTS, args.only)
     configs = [
         ON,
@@ -216,23 +264,46 @@ def main() -> None:
     }
     print(
         f"{args.rows} deals; deals serve: 1 worker, pool {args.pool_size}, "
-        f"LOG_FORMAT={args.log_format}; wrk {args.connections} connections, "
+        f"LOG_FORMAT={args.log_format}; "
+        + (f"the server on CPU 0, PostgreSQL and wrk on {args.others}; " if args.pin else "")
+        + f"wrk {args.connections} connections, "
         f"{args.rounds} rounds of {args.seconds} s per server and endpoint; "
         f"load average {load_average()}"
     )
     runs = {(e.name, c.label): Runs() for e in endpoints for c in configs}
+    with postgres_on(server, args.others) if args.others else nullcontext():
+        measure_rounds(args, url, endpoints, configs, common, serve, runs)
+    ok = report(endpoints, configs, runs)
+    print(f"load average {load_average()}")  # a figure means little without it
+    raise SystemExit(0 if ok else 1)
+
+
+def measure_rounds(
+    args: argparse.Namespace,
+    url: str,
+    endpoints: Sequence[Endpoint],
+    configs: Sequence[Config],
+    common: dict[str, str],
+    serve: list[str] | None,
+    runs: dict[tuple[str, str], Runs],
+) -> None:
+    """--rounds rounds, each with new servers of every configuration, each loaded in turn
+    on each endpoint."""
     for number in range(args.rounds):
         # Fresh server processes every round: one process can be several percent faster or
         # slower than another of the same configuration (its hash seed, its memory layout,
         # its place among the others), so each round draws new ones for every configuration.
         with ExitStack() as stack:
             servers = {
-                c.label: stack.enter_context(api_server(url, env={**common, **c.env()}))
+                c.label: stack.enter_context(
+                    api_server(url, env={**common, **c.env()}, command=serve)
+                )
                 for c in order(configs, number)
             }
             for endpoint in endpoints:
+                found = measured(servers, order(configs, number), endpoint, args)
                 for c in order(configs, number):
-                    result, cpu_us = measured(servers[c.label], endpoint, args)
+                    result, cpu_us = found[c.label]
                     runs[(endpoint.name, c.label)].results.append(result)
                     runs[(endpoint.name, c.label)].cpu_us.append(cpu_us)
                     print(
@@ -241,9 +312,6 @@ def main() -> None:
                         f"p99 {result.p99_ms:7.2f} ms  CPU {cpu_us:5.0f} us/request",
                         flush=True,
                     )
-    ok = report(endpoints, configs, runs)
-    print(f"load average {load_average()}")  # a figure means little without it
-    raise SystemExit(0 if ok else 1)
 
 
 if __name__ == "__main__":

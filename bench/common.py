@@ -48,14 +48,18 @@ def wrk_options(
 LUA_RANDOM_DEAL = ROOT / "bench" / "random_deal.lua"
 
 
-def wrk_api(url: str, args: argparse.Namespace, seconds: int, random_id: bool) -> LoadResult:
-    """wrk with --connections on `url`, or on `url`/{a random id} when random_id."""
+def wrk_api(
+    url: str, args: argparse.Namespace, seconds: int, random_id: bool, cpus: str | None = None
+) -> LoadResult:
+    """wrk with --connections on `url`, or on `url`/{a random id} when random_id; on the
+    CPUs listed by `cpus` (taskset's list, one wrk thread each) when given."""
     return run_wrk(
         url,
         connections=args.connections,
         seconds=seconds,
         script=LUA_RANDOM_DEAL if random_id else None,
         script_args=[str(args.rows)] if random_id else [],
+        cpus=cpus,
     )
 
 
@@ -235,6 +239,46 @@ def _ms(text: str) -> float:
     return float(match[1]) * _UNITS_MS[match[2]]
 
 
+def parse_cpus(cpus: str) -> list[int]:
+    """taskset's list ("1", "1-3", "0,2") as the CPUs it names."""
+    found: list[int] = []
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        found += range(int(first), int(last or first) + 1)
+    return found
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@contextmanager
+def postgres_on(server: EmbeddedPostgres, cpus: str) -> Iterator[None]:
+    """PostgreSQL on the CPUs listed (taskset's list) meanwhile: its postmaster and the
+    processes it runs now, and so the backends it forks from then on (a pool's
+    connections); all CPUs again after."""
+    postmaster = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+
+    def pin(to: str) -> None:
+        for pid in [postmaster, *children_of(postmaster)]:
+            subprocess.run(["taskset", "-a", "-p", "-c", to, str(pid)], capture_output=True)
+
+    pin(cpus)
+    try:
+        yield
+    finally:
+        pin(f"0-{(os.cpu_count() or 1) - 1}")
+
+
 def wrk_binary() -> str:
     found = shutil.which("wrk")
     if not found:
@@ -250,15 +294,20 @@ def run_wrk(
     threads: int = 2,
     script: Path | None = None,
     script_args: Sequence[str] = (),
+    cpus: str | None = None,
 ) -> LoadResult:
     """wrk against one URL (127.0.0.1 only); requests/s and p50/p99 from --latency.
 
-    script: a wrk Lua script that makes the requests (args after `--`).
+    script: a wrk Lua script that makes the requests (args after `--`). cpus: the CPUs
+    wrk runs on (taskset's list), one thread each, instead of `threads` anywhere.
     """
     assert url.startswith("http://127.0.0.1:"), "load tests talk to loopback only"
     lua = ["-s", str(script)] if script else []
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    if cpus:
+        threads = len(parse_cpus(cpus))
     out = subprocess.run(
-        [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+        [*pinned, wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
          "--timeout", "10s", *lua, url, *(["--", *script_args] if script_args else [])],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
