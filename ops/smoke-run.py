@@ -2,7 +2,8 @@
 
 Starts `make run` (embedded PostgreSQL, migrations, the 50,000-row sample, `deals serve`)
 in a session of its own, waits for GET /health, checks /docs and /health/ready, then stops
-it: SIGTERM to its whole process group, SIGKILL if it has not exited within STOP_SECONDS
+it: SIGTERM to its whole process group, SIGKILL if make or anything it started (the
+server) has not exited within STOP_SECONDS
 (after SIGUSR1, which has `deals serve` write its threads' stacks to the log, printed),
 then `deals db stop`. Every wait has a deadline, so a server that does not stop fails this
 script with a message instead of holding CI until its own timeout.
@@ -74,19 +75,44 @@ def dump_stacks(run: subprocess.Popen[bytes], log: str) -> None:
         sys.stderr.write(text.read()[-12000:])
 
 
+def still_running(session: int) -> list[str]:
+    """The processes of make's session (its group: started with a session of its own) that
+    have not exited: pid, state and command; zombies, already exited, are left out."""
+    listed = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-g", str(session)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line for line in listed.stdout.splitlines() if line.split()[1:2] != ["Z"]]
+
+
 def stop(run: subprocess.Popen[bytes], log: str) -> None:
+    """SIGTERM to make's group, then wait, STOP_SECONDS at most, for make and for everything
+    it started: make exits at once on SIGTERM when its recipe is interrupted, while
+    `deals serve` drains its connections; SIGKILLing the group then would kill the
+    server mid-drain and never see whether it stops by itself."""
     started = time.monotonic()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(run.pid, signal.SIGTERM)
     try:
         run.wait(timeout=STOP_SECONDS)
-        print(f"smoke: make run stopped {time.monotonic() - started:.1f} s after SIGTERM")
+        while left := still_running(run.pid):
+            if time.monotonic() - started > STOP_SECONDS:
+                print("still running:", *left, sep="\n  ", file=sys.stderr)
+                raise subprocess.TimeoutExpired(["make", "run"], STOP_SECONDS)
+            time.sleep(0.1)
+        print(
+            f"smoke: make run and everything it started stopped "
+            f"{time.monotonic() - started:.1f} s after SIGTERM"
+        )
     except subprocess.TimeoutExpired as timed_out:
         subprocess.run(["ps", "-o", "pid,pgid,stat,args", "-g", str(run.pid)], check=False)
         dump_stacks(run, log)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=STOP_SECONDS)
-        message = f"make run did not stop within {STOP_SECONDS} s of SIGTERM (killed)"
+        message = f"make run (or what it started) did not stop within {STOP_SECONDS} s of SIGTERM"
+        message += " (killed)"
         raise SystemExit(message) from timed_out
     finally:
         with contextlib.suppress(ProcessLookupError):
