@@ -41,6 +41,8 @@ from bench.common import (
     chosen,
     embedded_server,
     loaded_database,
+    postmaster_pid,
+    processes,
     run_pgbench,
     run_wrk,
     wrk_api,
@@ -105,19 +107,14 @@ def cpu_seconds(match: str, value: int) -> float:
     """utime + stime of every process whose stat field `match` (pgrp, ppid) is value."""
     field = {"ppid": 1, "pgrp": 2}[match]  # after the command's closing parenthesis
     total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for _pid, fields in processes():
         if int(fields[field]) == value:
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
 
 
 def postmaster() -> int:
-    return int((OUT / "pg" / "pg" / "postmaster.pid").read_text().split()[0])
+    return postmaster_pid(OUT / "pg" / "pg")
 
 
 @dataclass

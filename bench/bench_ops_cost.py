@@ -46,6 +46,7 @@ from bench.common import (
     embedded_server,
     loaded_database,
     postgres_on,
+    stat_fields,
     wrk_api,
     wrk_options,
 )
@@ -88,8 +89,7 @@ ACCESS_LOG_ONLY = Config("access log only", metrics=False, access_log=True)
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

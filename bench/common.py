@@ -248,17 +248,25 @@ def parse_cpus(cpus: str) -> list[int]:
     return found
 
 
-def children_of(parent: int) -> list[int]:
-    """The processes whose parent is `parent` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def stat_fields(pid: int | str) -> list[str]:
+    """A process's /proc/PID/stat fields after its command's closing parenthesis: the
+    state first, then ppid, pgrp, ... (utime and stime are [11] and [12])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """Every process's pid and stat_fields (Linux /proc); one that ends meanwhile is
+    skipped."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
+            yield int(pid), stat_fields(pid)
+        except OSError:
             continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    """The pid of the PostgreSQL serving this data directory (its postmaster.pid)."""
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
 
 
 @contextmanager
@@ -266,10 +274,11 @@ def postgres_on(server: EmbeddedPostgres, cpus: str) -> Iterator[None]:
     """PostgreSQL on the CPUs listed (taskset's list) meanwhile: its postmaster and the
     processes it runs now, and so the backends it forks from then on (a pool's
     connections); all CPUs again after."""
-    postmaster = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+    postmaster = postmaster_pid(server.pgdata)
 
     def pin(to: str) -> None:
-        for pid in [postmaster, *children_of(postmaster)]:
+        children = [pid for pid, fields in processes() if int(fields[1]) == postmaster]
+        for pid in [postmaster, *children]:
             subprocess.run(["taskset", "-a", "-p", "-c", to, str(pid)], capture_output=True)
 
     pin(cpus)
