@@ -59,22 +59,6 @@ def wait_for_health(base: str, run: subprocess.Popen[bytes]) -> None:
         time.sleep(1)
 
 
-def dump_stacks(run: subprocess.Popen[bytes], log: str) -> None:
-    """SIGUSR1 to every process of make's group but make itself: `deals serve` writes its
-    threads' stacks to the log (service/serve.py), which is printed, what it was doing."""
-    listed = subprocess.run(
-        ["ps", "-o", "pid=", "-g", str(run.pid)], capture_output=True, text=True, check=False
-    )
-    for pid in map(int, listed.stdout.split()):
-        if pid != run.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGUSR1)
-    time.sleep(1)
-    print(f"make run's output ({log}):", file=sys.stderr)
-    with open(log, encoding="utf-8", errors="replace") as text:
-        sys.stderr.write(text.read()[-12000:])
-
-
 def still_running(session: int) -> list[str]:
     """The processes of make's session (its group: started with a session of its own) that
     have not exited: pid, state and command; zombies, already exited, are left out."""
@@ -87,6 +71,19 @@ def still_running(session: int) -> list[str]:
     return [line for line in listed.stdout.splitlines() if line.split()[1:2] != ["Z"]]
 
 
+def dump_stacks(run: subprocess.Popen[bytes], log: str, left: list[str]) -> None:
+    """SIGUSR1 to every process still running (`left`) but make itself: `deals serve` writes
+    its threads' stacks to the log (service/serve.py), which is printed, what it was doing."""
+    for pid in (int(line.split()[0]) for line in left):
+        if pid != run.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+    time.sleep(1)
+    print(f"make run's output ({log}):", file=sys.stderr)
+    with open(log, encoding="utf-8", errors="replace") as text:
+        sys.stderr.write(text.read()[-12000:])
+
+
 def stop(run: subprocess.Popen[bytes], log: str) -> None:
     """SIGTERM to make's group, then wait, STOP_SECONDS at most, for make and for everything
     it started: make exits at once on SIGTERM when its recipe is interrupted, while
@@ -97,9 +94,8 @@ def stop(run: subprocess.Popen[bytes], log: str) -> None:
         os.killpg(run.pid, signal.SIGTERM)
     try:
         run.wait(timeout=STOP_SECONDS)
-        while left := still_running(run.pid):
+        while still_running(run.pid):
             if time.monotonic() - started > STOP_SECONDS:
-                print("still running:", *left, sep="\n  ", file=sys.stderr)
                 raise subprocess.TimeoutExpired(["make", "run"], STOP_SECONDS)
             time.sleep(0.1)
         print(
@@ -107,8 +103,9 @@ def stop(run: subprocess.Popen[bytes], log: str) -> None:
             f"{time.monotonic() - started:.1f} s after SIGTERM"
         )
     except subprocess.TimeoutExpired as timed_out:
-        subprocess.run(["ps", "-o", "pid,pgid,stat,args", "-g", str(run.pid)], check=False)
-        dump_stacks(run, log)
+        left = still_running(run.pid)
+        print("still running:", *left, sep="\n  ", file=sys.stderr)
+        dump_stacks(run, log, left)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=STOP_SECONDS)
         message = f"make run (or what it started) did not stop within {STOP_SECONDS} s of SIGTERM"
