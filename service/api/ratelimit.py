@@ -88,14 +88,20 @@ class LocalCounter:
         return count
 
 
+def redis_failures() -> tuple[type[Exception], ...]:
+    """What a call to a Redis that does not answer raises. redis is imported here, by the
+    holders of a client (RedisCounter, the stats cache), not at start-up."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
 class RedisCounter:
     """One counter per client and window, shared by every worker that uses this Redis."""
 
     def __init__(self, redis: Redis) -> None:
-        from redis.exceptions import RedisError  # loaded with the client, not at start-up
-
         self.redis = redis
-        self.failures: tuple[type[Exception], ...] = (RedisError, OSError)
+        self.failures = redis_failures()
         self.warned = -math.inf
 
     async def count(self, client: str, window: int, ttl: int) -> int | None:

@@ -36,6 +36,7 @@ from service.api.params import (
     PriceMin,
     deal_filters,
 )
+from service.api.ratelimit import redis_failures
 from service.db.pool import Database
 from service.db.rows import CityStats
 from service.db.stats import deal_stats
@@ -65,12 +66,7 @@ class StatsCache:
     ) -> None:
         self.ttl = ttl
         self.redis = redis
-        # what a Redis that does not answer raises (redis loaded with the client, if any)
-        self.failures: tuple[type[Exception], ...] = ()
-        if redis is not None:
-            from redis.exceptions import RedisError
-
-            self.failures = (RedisError, OSError)
+        self.failures = redis_failures() if redis is not None else ()
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[float, asyncio.Future[Stats]]] = OrderedDict()
