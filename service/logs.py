@@ -43,8 +43,11 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-# An access line's time (its request's end), then its fields in ACCESS_FIELDS' order.
-AccessFields = tuple[float, str, str, str, str, int, float, float, int]
+# An access line's time (its request's end, in milliseconds since the epoch), then its
+# fields in ACCESS_FIELDS' order, its two durations in hundredths of a millisecond: integers,
+# so that writing them takes no float formatting (a float's shortest text is found with
+# big-number arithmetic), and the line shows str(duration / 100), as a float would.
+AccessFields = tuple[int, str, str, str, str, int, int, int, int]
 ACCESS_FIELDS = (
     "request_id", "method", "route", "path", "status", "duration_ms", "db_ms", "queries",
 )  # fmt: skip
@@ -103,25 +106,25 @@ class JsonFormatter(LineFormatter):
         ).decode()
 
     def access_line(self, logger: str, fields: AccessFields) -> str:
-        created, request_id, method, route, path, status, duration_ms, db_ms, queries = fields
+        ended, request_id, method, route, path, status, duration, db, queries = fields
         return _encode(
             AccessLine(
-                _json_time(created), "info", logger, f"{method} {path} {status}",
-                request_id, method, route, path, status, duration_ms, db_ms, queries,
+                _json_time_ms(ended), "info", logger, f"{method} {path} {status}",
+                request_id, method, route, path, status, duration / 100, db / 100, queries,
             )
         ).decode()  # fmt: skip
 
     def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
         if terminator != "\n":
             return super().access_lines(logger, lines, terminator)
-        ts = _json_time
+        ts = _json_time_ms
         return _encode_lines(
             [
                 AccessLine(
-                    ts(created), "info", logger, f"{method} {path} {status}",
-                    request_id, method, route, path, status, duration_ms, db_ms, queries,
+                    ts(ended), "info", logger, f"{method} {path} {status}",
+                    request_id, method, route, path, status, duration / 100, db / 100, queries,
                 )
-                for created, request_id, method, route, path, status, duration_ms, db_ms, queries
+                for ended, request_id, method, route, path, status, duration, db, queries
                 in lines
             ]
         ).decode()  # fmt: skip
@@ -160,17 +163,19 @@ class TextFormatter(LineFormatter):
         return self.access_lines(logger, [fields], "")
 
     def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
-        # one f-string per line (cheaper than a % of 11 values); a float's text is
-        # str()'s, remembered
-        at = _text_time
-        shown = _float_text.get  # the text of a float seen lately
+        # one f-string per line (cheaper than a % of 11 values), no call on the way but on
+        # a miss of the texts remembered: a second's date and time, a duration's text
+        second = _text_seconds.get
+        milliseconds = _MILLISECONDS
+        shown = _hundredths_text.get
         return "".join(
             [
-                f"{at(created)} INFO {logger} {method} {path} {status} request_id={rid}"
-                f" method={method} route={route} path={path} status={status}"
-                f" duration_ms={shown(duration) or float_text(duration)}"
-                f" db_ms={shown(db) or float_text(db)} queries={n}{terminator}"
-                for created, rid, method, route, path, status, duration, db, n in lines
+                f"{second(ended // 1000) or text_second(ended // 1000)},"
+                f"{milliseconds[ended % 1000]} INFO {logger} {method} {path} {status}"
+                f" request_id={rid} method={method} route={route} path={path} status={status}"
+                f" duration_ms={shown(duration) or hundredths_text(duration)}"
+                f" db_ms={shown(db) or hundredths_text(db)} queries={n}{terminator}"
+                for ended, rid, method, route, path, status, duration, db, n in lines
             ]
         )
 
@@ -187,44 +192,66 @@ class TextFormatter(LineFormatter):
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
 
-# The text of the access lines' milliseconds, for the values seen lately: a float's
-# shortest repr is a tenth of a line's cost, and times to two decimals come again and again.
-# The cache starts over when full.
-FLOATS_KEPT = 4096
-_float_text: dict[float, str] = {}
+# The text of the access lines' durations (hundredths of a millisecond), for the values seen
+# lately: the same few hundred come again and again. The cache starts over when full.
+DURATIONS_KEPT = 4096
+_hundredths_text: dict[int, str] = {}
 
 
-def float_text(value: float) -> str:
-    """str(value), remembered (_float_text)."""
-    text = _float_text[value] = str(value)
-    if len(_float_text) > FLOATS_KEPT:
-        _float_text.clear()
+def hundredths_text(value: int) -> str:
+    """str(value / 100) for a duration in hundredths (>= 0), found in integers, remembered
+    (_hundredths_text): 125 -> 1.25, 120 -> 1.2, 100 -> 1.0, 5 -> 0.05."""
+    whole, part = divmod(value, 100)
+    text = f"{whole}.{part // 10}" if part % 10 == 0 else f"{whole}.{part:02d}"
+    if len(_hundredths_text) >= DURATIONS_KEPT:
+        _hundredths_text.clear()
+    _hundredths_text[value] = text
     return text
 
 
-# The second of the last line written and its text: the date and time change once a second.
-_text_second: list[Any] = [None, ""]
+# The text of each millisecond of a second, and of the seconds of the lines written lately
+# (local time, as logging.Formatter.formatTime writes it): a second's is made once.
+_MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
+SECONDS_KEPT = 64
+_text_seconds: dict[int, str] = {}
+
+
+def text_second(second: int) -> str:
+    """The date and time of a second since the epoch, in local time, remembered."""
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+    if len(_text_seconds) >= SECONDS_KEPT:
+        _text_seconds.clear()
+    _text_seconds[second] = text
+    return text
+
+
+# The second of the last JSON line written and its text: it changes once a second.
 _json_second: list[Any] = [None, ""]
-_TEXT_TIME = "%s,%03d"  # % of an int is a third cheaper than an f-string's :03d
 
 
 def _text_time(created: float) -> str:
     """logging.Formatter.formatTime's default: local time, then a comma and milliseconds."""
     second = int(created)
-    if _text_second[0] != second:
-        _text_second[:] = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
-    return _TEXT_TIME % (_text_second[1], int((created - second) * 1000))
+    text = _text_seconds.get(second) or text_second(second)
+    return f"{text},{_MILLISECONDS[int((created - second) * 1000)]}"
 
 
-def _json_time(created: float) -> str:
-    """JsonFormatter's "ts": UTC, ISO 8601 with milliseconds."""
-    second = int(created)
+def _json_time_ms(ended: int) -> str:
+    """JsonFormatter's "ts" of a time in milliseconds since the epoch: UTC, ISO 8601 with
+    milliseconds."""
+    second = ended // 1000
     if _json_second[0] != second:
         _json_second[:] = (
             second,
             datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6],
         )
-    return f"{_json_second[1]}.{int((created - second) * 1000):03d}+00:00"
+    return f"{_json_second[1]}.{_MILLISECONDS[ended % 1000]}+00:00"
+
+
+def _json_time(created: float) -> str:
+    """JsonFormatter's "ts" of a time in seconds, as logging records it."""
+    second = int(created)
+    return _json_time_ms(second * 1000 + int((created - second) * 1000))
 
 
 def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
@@ -314,8 +341,8 @@ def emit_access(logger: logging.Logger, fields: AccessFields) -> None:
     if handler is not None:
         write_access_lines(handler, logger.name, [fields])
         return
-    _created, *named = fields
-    _request_id, method, _route, path, status, *_timing = named
+    _ended, request_id, method, route, path, status, duration, db, queries = fields
+    named = (request_id, method, route, path, status, duration / 100, db / 100, queries)
     emit(logger, "%s %s %s", (method, path, status), dict(zip(ACCESS_FIELDS, named, strict=True)))
 
 

@@ -28,9 +28,19 @@ EXTRA = {
 INSTANTS = [1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0004, 1_764_000_123.456789]
 
 
+def milliseconds(created: float) -> int:
+    """A time as an access line holds it: milliseconds since the epoch, as logging counts
+    a record's (its second, and the milliseconds of its fraction)."""
+    second = int(created)
+    return second * 1000 + int((created - second) * 1000)
+
+
 def access_at(created: float) -> logs.AccessFields:
-    """EXTRA as an access line's time and fields."""
-    return (created, *(EXTRA[k] for k in logs.ACCESS_FIELDS))  # type: ignore[return-value]
+    """EXTRA as an access line's time and fields (durations in hundredths of ms)."""
+    hundredths = {"duration_ms": 125, "db_ms": 50}  # EXTRA's 1.25 and 0.5
+    values = [hundredths.get(k, EXTRA[k]) for k in logs.ACCESS_FIELDS]
+    assert [v / 100 for v in hundredths.values()] == [EXTRA["duration_ms"], EXTRA["db_ms"]]
+    return (milliseconds(created), *values)  # type: ignore[return-value]
 
 
 ACCESS = access_at(INSTANTS[-1])
@@ -160,7 +170,8 @@ def test_emit_access_goes_through_logging_to_another_handler(
     access = logging.getLogger("service.access")
     with alone(), caught_on(access) as caught:
         logs.emit_access(
-            access, (INSTANTS[0], "r-2", "GET", "/deals", "/deals?limit=3", 200, 1.5, 0.5, 2)
+            access,
+            (milliseconds(INSTANTS[0]), "r-2", "GET", "/deals", "/deals?limit=3", 200, 150, 50, 2),
         )
     [line] = caught
     assert line.getMessage() == "GET /deals?limit=3 200"
@@ -209,13 +220,26 @@ def test_nothing_is_written_below_the_level(configured: tuple[str, io.StringIO])
     assert stream.getvalue() == ""
 
 
-def test_the_text_of_a_time_is_str_of_it_whether_remembered_or_not() -> None:
-    """The text access line writes a float as str() does, from its cache of the values seen
-    lately or not, and the cache starts over when full."""
-    formatter = logs.TextFormatter()
-    values = [0.5, 1.25, 0.5, 12.0, 100.01, 1.25] + [n / 100 for n in range(logs.FLOATS_KEPT + 2)]
-    for value in values:
+def test_the_text_of_a_duration_is_str_of_it_whether_remembered_or_not() -> None:
+    """The text access line writes a duration (hundredths of a millisecond) as str() writes
+    it in milliseconds, from its cache of the values seen lately or not, and the cache
+    starts over when full; the JSON line as a float."""
+    text, json_lines = logs.TextFormatter(), logs.JsonFormatter()
+    values = [50, 125, 50, 1200, 10001, 125, 0, 7, 100, 123_456_789]
+    for value in [*values, *range(logs.DURATIONS_KEPT + 2)]:
         fields = (*ACCESS[:6], value, value, 1)
-        line = formatter.access_line("service.access", fields)
-        assert line.endswith(f" duration_ms={value} db_ms={value} queries=1")
-    assert len(logs._float_text) <= logs.FLOATS_KEPT
+        line = text.access_line("service.access", fields)
+        assert line.endswith(f" duration_ms={value / 100} db_ms={value / 100} queries=1")
+        parsed = json.loads(json_lines.access_line("service.access", fields))
+        assert (parsed["duration_ms"], parsed["db_ms"]) == (value / 100, value / 100)
+    assert len(logs._hundredths_text) <= logs.DURATIONS_KEPT
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+def test_an_access_line_has_the_time_of_its_millisecond(formatter: logs.LineFormatter) -> None:
+    """Access lines of the same second and of the next are each written with their own
+    millisecond (the second's text is remembered), as logging writes a record of it."""
+    ends = [1_764_000_123_000, 1_764_000_123_001, 1_764_000_123_999, 1_764_000_124_000]
+    for ended in ends:
+        line = formatter.access_line("service.access", (ended, *ACCESS[1:]))
+        assert line == formatter.format(record(ended / 1000 + 0.0004, EXTRA))
