@@ -106,22 +106,20 @@ class JsonFormatter(LineFormatter):
         ).decode()
 
     def access_line(self, logger: str, fields: AccessFields) -> str:
-        ended, request_id, method, route, path, status, duration, db, queries = fields
-        return _encode(
-            AccessLine(
-                _json_time_ms(ended), "info", logger, f"{method} {path} {status}",
-                request_id, method, route, path, status, duration / 100, db / 100, queries,
-            )
-        ).decode()  # fmt: skip
+        return self.access_lines(logger, [fields], "\n")[:-1]
 
     def access_lines(self, logger: str, lines: list[AccessFields], terminator: str) -> str:
         if terminator != "\n":
             return super().access_lines(logger, lines, terminator)
-        ts = _json_time_ms
+        # as the text lines: a second's text and a millisecond's remembered, no call but on a miss
+        second = _json_seconds.get
+        milliseconds = _MILLISECONDS
         return _encode_lines(
             [
                 AccessLine(
-                    ts(ended), "info", logger, f"{method} {path} {status}",
+                    f"{second(ended // 1000) or json_second(ended // 1000)}."
+                    f"{milliseconds[ended % 1000]}+00:00",
+                    "info", logger, f"{method} {path} {status}",
                     request_id, method, route, path, status, duration / 100, db / 100, queries,
                 )
                 for ended, request_id, method, route, path, status, duration, db, queries
@@ -192,41 +190,44 @@ class TextFormatter(LineFormatter):
         return text + " " + " ".join([f"{key}={value}" for key, value in extra.items()])
 
 
-# The text of the access lines' durations (hundredths of a millisecond), for the values seen
-# lately: the same few hundred come again and again. The cache starts over when full.
-DURATIONS_KEPT = 4096
+# Texts made once and remembered for the keys seen lately: a duration's (access lines), a
+# second's date and time (text and JSON lines). Lines look one up with .get and make it
+# only on a miss; each cache starts over when full.
+DURATIONS_KEPT = 4096  # the same few hundred durations come again and again
+SECONDS_KEPT = 64
 _hundredths_text: dict[int, str] = {}
+_text_seconds: dict[int, str] = {}
+_json_seconds: dict[int, str] = {}
+_MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))  # each millisecond of a second
+
+
+def _remember(texts: dict[int, str], key: int, text: str, most: int) -> str:
+    """`text` kept in `texts` under `key`, the cache emptied first when it holds `most`."""
+    if len(texts) >= most:
+        texts.clear()
+    texts[key] = text
+    return text
 
 
 def hundredths_text(value: int) -> str:
-    """str(value / 100) for a duration in hundredths (>= 0), found in integers, remembered
-    (_hundredths_text): 125 -> 1.25, 120 -> 1.2, 100 -> 1.0, 5 -> 0.05."""
+    """str(value / 100) for a duration in hundredths (>= 0), found in integers, remembered:
+    125 -> 1.25, 120 -> 1.2, 100 -> 1.0, 5 -> 0.05."""
     whole, part = divmod(value, 100)
     text = f"{whole}.{part // 10}" if part % 10 == 0 else f"{whole}.{part:02d}"
-    if len(_hundredths_text) >= DURATIONS_KEPT:
-        _hundredths_text.clear()
-    _hundredths_text[value] = text
-    return text
-
-
-# The text of each millisecond of a second, and of the seconds of the lines written lately
-# (local time, as logging.Formatter.formatTime writes it): a second's is made once.
-_MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
-SECONDS_KEPT = 64
-_text_seconds: dict[int, str] = {}
+    return _remember(_hundredths_text, value, text, DURATIONS_KEPT)
 
 
 def text_second(second: int) -> str:
-    """The date and time of a second since the epoch, in local time, remembered."""
+    """A second since the epoch as the text lines write it (local time, as
+    logging.Formatter.formatTime does), remembered."""
     text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-    if len(_text_seconds) >= SECONDS_KEPT:
-        _text_seconds.clear()
-    _text_seconds[second] = text
-    return text
+    return _remember(_text_seconds, second, text, SECONDS_KEPT)
 
 
-# The second of the last JSON line written and its text: it changes once a second.
-_json_second: list[Any] = [None, ""]
+def json_second(second: int) -> str:
+    """A second since the epoch as the JSON lines' "ts" starts (UTC, ISO 8601), remembered."""
+    text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+    return _remember(_json_seconds, second, text, SECONDS_KEPT)
 
 
 def _text_time(created: float) -> str:
@@ -236,22 +237,11 @@ def _text_time(created: float) -> str:
     return f"{text},{_MILLISECONDS[int((created - second) * 1000)]}"
 
 
-def _json_time_ms(ended: int) -> str:
-    """JsonFormatter's "ts" of a time in milliseconds since the epoch: UTC, ISO 8601 with
-    milliseconds."""
-    second = ended // 1000
-    if _json_second[0] != second:
-        _json_second[:] = (
-            second,
-            datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6],
-        )
-    return f"{_json_second[1]}.{_MILLISECONDS[ended % 1000]}+00:00"
-
-
 def _json_time(created: float) -> str:
-    """JsonFormatter's "ts" of a time in seconds, as logging records it."""
+    """JsonFormatter's "ts": UTC, ISO 8601 with milliseconds."""
     second = int(created)
-    return _json_time_ms(second * 1000 + int((created - second) * 1000))
+    text = _json_seconds.get(second) or json_second(second)
+    return f"{text}.{_MILLISECONDS[int((created - second) * 1000)]}+00:00"
 
 
 def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
